@@ -1,0 +1,278 @@
+"""``Instasent``: the client. Owns the transport and exposes the resources."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from types import TracebackType
+from typing import Any, Literal
+
+import aiohttp
+
+from ._errors import ConfigurationError
+from ._ratelimit import BucketSnapshot, RateLimitEvent, RateLimitGovernor
+from ._retry import RetryPolicy
+from ._transport import (
+    DEFAULT_BASE_URL,
+    DEFAULT_USER_AGENT,
+    Pool,
+    TokenSource,
+    Transport,
+    check_base_url,
+    make_timeout,
+)
+from .resources.audience import AudienceResource
+from .resources.campaigns import AutomationsResource, CampaignsResource
+from .resources.datasource import Datasource
+from .resources.events import EventsResource
+from .resources.organization import OrganizationResource, ProjectResource, SpecsResource
+from .resources.segments import SegmentsResource
+from .resources.sms import SmsResource
+
+__all__ = ["Instasent"]
+
+_UNSET: Any = object()
+
+
+class Instasent:
+    """Async client for the Instasent Product API and its Ingest subset.
+
+    Use it as an async context manager (or call ``close()``)::
+
+        async with Instasent(token, project="proj_xxx") as client:
+            contact = await client.audience.get_by_user_id("USER-1")
+
+    One aiohttp connection pool serves every resource and every
+    ``with_options()`` sibling. ``token`` is a string or an async callable that
+    returns the current token (read before every request, and once more after a
+    401, so tokens rotate without a restart).
+
+    Args:
+        token: bearer token (Product or Datasource token) or async token provider.
+        project: project UID used by project-level operations.
+        base_url: API root; plain ``http://`` only for loopback hosts unless
+            ``allow_insecure=True``.
+        timeout: seconds per attempt (or an ``aiohttp.ClientTimeout``).
+        max_connections: size of the connection pool.
+        max_concurrency: requests in flight at once (default: ``max_connections``);
+            further requests wait in a queue that does not count against ``timeout``.
+        retry: the ``RetryPolicy`` (default ``RetryPolicy()``).
+        rate_limit: ``"auto"`` (a governor of its own), ``None`` (off), or a
+            ``RateLimitGovernor`` shared with other clients.
+        session: a borrowed ``aiohttp.ClientSession`` (never closed by us).
+        user_agent: replaces the default ``User-Agent``.
+        trace_configs: aiohttp trace configs for the session we create.
+        allow_insecure: allow plain ``http://`` to non-loopback hosts.
+        on_event: called with every ``RateLimitEvent`` (waits, 429s, retries).
+
+    Raises:
+        ConfigurationError: an invalid option (empty token, insecure URL, ...).
+    """
+
+    def __init__(
+        self,
+        token: TokenSource,
+        project: str | None = None,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float | aiohttp.ClientTimeout | None = 30.0,
+        max_connections: int = 100,
+        max_concurrency: int | None = None,
+        retry: RetryPolicy | None = None,
+        rate_limit: Literal["auto"] | RateLimitGovernor | None = "auto",
+        session: aiohttp.ClientSession | None = None,
+        user_agent: str | None = None,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        allow_insecure: bool = False,
+        on_event: Callable[[RateLimitEvent], None] | None = None,
+    ) -> None:
+        if max_connections < 1:
+            raise ConfigurationError(f"max_connections must be >= 1, got {max_connections}")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ConfigurationError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if project is not None and (not isinstance(project, str) or not project.strip()):
+            raise ConfigurationError("project must be a non-empty string (the project UID)")
+        if rate_limit == "auto":
+            governor: RateLimitGovernor | None = RateLimitGovernor()
+        elif rate_limit is None or isinstance(rate_limit, RateLimitGovernor):
+            governor = rate_limit
+        else:
+            raise ConfigurationError(
+                f"rate_limit must be 'auto', None or a RateLimitGovernor, got {rate_limit!r}"
+            )
+        if governor is not None and on_event is not None:
+            governor.add_listener(on_event)
+        pool = Pool(
+            session=session, max_connections=max_connections, trace_configs=trace_configs
+        )
+        concurrency = max_concurrency if max_concurrency is not None else max_connections
+        self._root = True
+        self._options: dict[str, Any] = {
+            "base_url": check_base_url(base_url, allow_insecure),
+            "timeout": make_timeout(timeout),
+            "retry": retry if retry is not None else RetryPolicy(),
+            "user_agent": user_agent or DEFAULT_USER_AGENT,
+            "max_concurrency": concurrency,
+        }
+        transport = Transport(
+            pool=pool,
+            token=token,
+            governor=governor,
+            semaphore=asyncio.Semaphore(concurrency),
+            **self._options,
+        )
+        if governor is None:
+            transport.set_event_sink(on_event)
+        self._init(transport, project, token)
+
+    def _init(self, transport: Transport, project: str | None, token: TokenSource) -> None:
+        self._transport = transport
+        self._token = token
+        self._project_id = project
+
+    def __repr__(self) -> str:
+        return (
+            f"<Instasent project={self._project_id!r} base_url={self._transport.base_url!r}"
+            f"{' closed' if self._transport.pool.closed else ''}>"
+        )
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def __aenter__(self) -> Instasent:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection pool (only if this client created it). Idempotent.
+
+        Siblings made by ``with_options()`` share the root client's pool: closing
+        a sibling does nothing; closing the root closes the pool for all of them.
+        A borrowed ``session=`` is never closed.
+        """
+        if self._root:
+            await self._transport.pool.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the shared connection pool is closed."""
+        return self._transport.pool.closed
+
+    def with_options(
+        self,
+        *,
+        token: TokenSource | None = None,
+        project: str | None = _UNSET,
+        timeout: float | aiohttp.ClientTimeout | None = _UNSET,
+        retry: RetryPolicy | None = None,
+        user_agent: str | None = None,
+    ) -> Instasent:
+        """A sibling client sharing this client's connection pool and governor.
+
+        For multi-tenant backends: one pool, many tokens or projects. Options not
+        given are inherited. The sibling does not own the pool: close the root.
+        """
+        options = dict(self._options)
+        if timeout is not _UNSET:
+            options["timeout"] = make_timeout(timeout)
+        if retry is not None:
+            options["retry"] = retry
+        if user_agent is not None:
+            options["user_agent"] = user_agent
+        if project is not _UNSET and project is not None and not project.strip():
+            raise ConfigurationError("project must be a non-empty string (the project UID)")
+        new_token = token if token is not None else self._token
+        transport = Transport(
+            pool=self._transport.pool,
+            token=new_token,
+            governor=self._transport.governor,
+            semaphore=self._transport.semaphore,
+            **options,
+        )
+        sibling = object.__new__(Instasent)
+        sibling._root = False
+        sibling._options = options
+        sibling._init(
+            transport, self._project_id if project is _UNSET else project, new_token
+        )
+        return sibling
+
+    # -- resources ---------------------------------------------------------------
+
+    @property
+    def project_id(self) -> str | None:
+        """The project UID this client works on (``None`` for organization-only use)."""
+        return self._project_id
+
+    @cached_property
+    def organization(self) -> OrganizationResource:
+        """``GET /v1/``: the organization of the token."""
+        return OrganizationResource(self._transport, self._project_id)
+
+    @cached_property
+    def project(self) -> ProjectResource:
+        """The client's project."""
+        return ProjectResource(self._transport, self._project_id)
+
+    @cached_property
+    def specs(self) -> SpecsResource:
+        """The project's attribute, event-type and event-parameter specs."""
+        return SpecsResource(self._transport, self._project_id)
+
+    @cached_property
+    def audience(self) -> AudienceResource:
+        """Audience contacts: get, search, scroll, subscriptions, delete."""
+        return AudienceResource(self._transport, self._project_id)
+
+    @cached_property
+    def events(self) -> EventsResource:
+        """Search and scroll the project's events."""
+        return EventsResource(self._transport, self._project_id)
+
+    @cached_property
+    def segments(self) -> SegmentsResource:
+        """Segments and segment scrolls."""
+        return SegmentsResource(self._transport, self._project_id)
+
+    @cached_property
+    def campaigns(self) -> CampaignsResource:
+        """SMS campaigns."""
+        return CampaignsResource(self._transport, self._project_id)
+
+    @cached_property
+    def automations(self) -> AutomationsResource:
+        """Automations."""
+        return AutomationsResource(self._transport, self._project_id)
+
+    @cached_property
+    def sms(self) -> SmsResource:
+        """SMS senders, SMS messages and direct SMS."""
+        return SmsResource(self._transport, self._project_id)
+
+    def datasource(self, datasource_id: str) -> Datasource:
+        """One datasource of the project (``"dsapi"`` = the first API datasource).
+
+        Raises:
+            ValueError: ``datasource_id`` is empty.
+        """
+        return Datasource(self._transport, self._project_id, datasource_id)
+
+    # -- observability -----------------------------------------------------------
+
+    @property
+    def rate_limits(self) -> list[BucketSnapshot]:
+        """A snapshot of every rate-limit bucket the governor knows (empty when off)."""
+        governor = self._transport.governor
+        return governor.snapshot() if governor is not None else []
+
+    @property
+    def governor(self) -> RateLimitGovernor | None:
+        """The rate-limit governor shared by this client family (``None`` when off)."""
+        return self._transport.governor

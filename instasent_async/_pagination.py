@@ -1,0 +1,155 @@
+"""Async iterators for scroll cursors and ``_start``/``_limit`` pages.
+
+Both hold one page in memory and send a request only from ``__anext__``: a
+consumer that breaks out early leaves no request in flight and no connection held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from typing import Any, Generic, TypeVar
+
+__all__ = ["OffsetPager", "ScrollIterator", "next_cursor"]
+
+T = TypeVar("T")
+
+FetchScroll = Callable[[str | None, int], Awaitable[Any]]
+FetchOffset = Callable[[int, int], Awaitable[Any]]
+
+
+def next_cursor(payload: Any) -> str | None:
+    """The next-page cursor of a scroll response: ``cursor``, ``meta.cursor`` or ``scrollId``."""
+    if not isinstance(payload, dict):
+        return None
+    for value in (
+        payload.get("cursor"),
+        (payload.get("meta") or {}).get("cursor") if isinstance(payload.get("meta"), dict) else None,
+        payload.get("scrollId"),
+    ):
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+    return None
+
+
+class ScrollIterator(Generic[T], AsyncIterator[T]):
+    """Follows a scroll cursor page by page, one page in memory.
+
+    ``async for item in iterator`` yields every item; ``async for page in
+    iterator.pages()`` yields whole pages. ``cursor`` is the cursor of the next
+    page to fetch: persist it after finishing a page and pass it back as
+    ``cursor=`` to resume later. The scroll ends on a null or missing cursor or an
+    empty page.
+    """
+
+    __slots__ = ("_buffer", "_convert", "_cursor", "_done", "_extract", "_fetch", "_page_size", "pages_fetched")
+
+    def __init__(
+        self,
+        fetch: FetchScroll,
+        extract: Callable[[Any], list[Any]],
+        convert: Callable[[Any], T],
+        *,
+        page_size: int,
+        cursor: str | None = None,
+    ) -> None:
+        self._fetch = fetch
+        self._extract = extract
+        self._convert = convert
+        self._page_size = page_size
+        self._cursor = cursor
+        self._done = False
+        self._buffer: list[Any] = []
+        self.pages_fetched = 0
+
+    @property
+    def cursor(self) -> str | None:
+        """The cursor of the next page (``None`` before the first page or after the last)."""
+        return self._cursor
+
+    @property
+    def done(self) -> bool:
+        """True once the last page has been fetched."""
+        return self._done
+
+    def __aiter__(self) -> ScrollIterator[T]:
+        return self
+
+    async def _next_page(self) -> list[Any] | None:
+        if self._done:
+            return None
+        payload = await self._fetch(self._cursor, self._page_size)
+        self.pages_fetched += 1
+        items = self._extract(payload)
+        cursor = next_cursor(payload)
+        if cursor is None or not items or cursor == self._cursor:
+            self._done = True
+            self._cursor = None
+        else:
+            self._cursor = cursor
+        return items
+
+    async def __anext__(self) -> T:
+        while not self._buffer:
+            page = await self._next_page()
+            if page is None:
+                raise StopAsyncIteration
+            self._buffer = page[::-1]
+        return self._convert(self._buffer.pop())
+
+    async def pages(self) -> AsyncIterator[list[T]]:
+        """Yield whole pages; ``cursor`` then resumes after the page just yielded."""
+        convert = self._convert
+        if self._buffer:
+            rest, self._buffer = self._buffer[::-1], []
+            yield [convert(item) for item in rest]
+        while True:
+            page = await self._next_page()
+            if page is None:
+                return
+            if page:
+                yield [convert(item) for item in page]
+
+
+class OffsetPager(Generic[T]):
+    """A list call: ``await`` it for the first page, ``async for`` it for every item.
+
+    Pages with ``_start``/``_limit`` and holds one page in memory; iteration ends
+    on a page shorter than the page size.
+    """
+
+    __slots__ = ("_convert", "_extract", "_fetch", "_limit", "_start")
+
+    def __init__(
+        self,
+        fetch: FetchOffset,
+        extract: Callable[[Any], list[Any]],
+        convert: Callable[[Any], T],
+        *,
+        start: int,
+        limit: int,
+    ) -> None:
+        self._fetch = fetch
+        self._extract = extract
+        self._convert = convert
+        self._start = start
+        self._limit = limit
+
+    def __await__(self) -> Generator[Any, None, list[T]]:
+        return self._first_page().__await__()
+
+    async def _first_page(self) -> list[T]:
+        payload = await self._fetch(self._start, self._limit)
+        return [self._convert(item) for item in self._extract(payload)]
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        start = self._start
+        while True:
+            payload = await self._fetch(start, self._limit)
+            page = self._extract(payload)
+            for item in page:
+                yield self._convert(item)
+            if len(page) < self._limit:
+                return
+            start += len(page)

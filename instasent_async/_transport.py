@@ -1,0 +1,475 @@
+"""The session manager: one aiohttp ClientSession and the request/response cycle.
+
+The transport knows operations (``_endpoints``), the governor, the retry policy and
+the error mapping; it never knows a resource. Every request goes through
+``Transport.request``: governor permit, one attempt, release, retry decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import platform
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final
+
+import aiohttp
+import attrs
+import orjson
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from ._endpoints import Operation
+from ._errors import (
+    AmbiguousOutcomeError,
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ConfigurationError,
+    decode_body,
+    error_from_response,
+)
+from ._ratelimit import BucketKey, RateLimitEvent, RateLimitGovernor, parse_rate_limit, reset_delay
+from ._retry import Outcome, RetryPolicy
+from ._version import __version__
+
+__all__ = ["Pool", "Response", "TokenSource", "Transport"]
+
+log = logging.getLogger("instasent_async.transport")
+
+TokenSource = str | Callable[[], Awaitable[str]]
+
+DEFAULT_BASE_URL: Final = "https://api.instasent.com/v1"
+DEFAULT_USER_AGENT: Final = (
+    f"instasent-async/{__version__} Python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
+)
+_JSON_CT: Final = "application/json"
+
+
+@attrs.frozen(slots=True)
+class Response:
+    """A successful response: status, headers and the raw body (decoded on demand)."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON, ``None`` when empty.
+
+        Raises:
+            APIStatusError: the body is not valid JSON.
+        """
+        if not self.body:
+            return None
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            raise APIStatusError(
+                self.status, "the response body is not valid JSON", self.body[:500]
+            ) from None
+
+
+def fingerprint(token: str) -> str:
+    """A short, non-reversible identifier of a token (safe to log and to key buckets)."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(base_url: str | URL, allow_insecure: bool) -> str:
+    """Validate a base URL and return it without a trailing slash.
+
+    Raises:
+        ConfigurationError: not an absolute http(s) URL, or plain ``http://`` for a
+            host that is not loopback while ``allow_insecure`` is false.
+    """
+    url = URL(str(base_url))
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(f"base_url must be an absolute http(s) URL, got {str(url)!r}")
+    if url.query_string or url.fragment:
+        raise ConfigurationError("base_url must not carry a query string or fragment")
+    if url.scheme == "http" and not allow_insecure and not _is_loopback(url.host):
+        raise ConfigurationError(
+            f"refusing plain http:// for {url.host}: the bearer token would travel "
+            "unencrypted; use https:// or pass allow_insecure=True"
+        )
+    return str(url).rstrip("/")
+
+
+class Pool:
+    """The one ClientSession shared by a client and its ``with_options()`` siblings.
+
+    Created lazily inside the running event loop on first use. A borrowed session
+    is never closed by us.
+    """
+
+    __slots__ = ("_closed", "_connect_kwargs", "_loop", "_owned", "_session", "_trace_configs")
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession | None,
+        max_connections: int,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None,
+    ) -> None:
+        self._session = session
+        self._owned = session is None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._connect_kwargs = {"limit": max_connections, "limit_per_host": max_connections}
+        self._trace_configs = list(trace_configs) if trace_configs else None
+        if session is not None:
+            self._loop = getattr(session, "_loop", None)
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+        return self._closed
+
+    def session(self) -> aiohttp.ClientSession:
+        """The session, created on first use in the running loop.
+
+        Raises:
+            ConfigurationError: the pool is closed, or used from an event loop other
+                than the one that opened it.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and loop is not self._loop:
+            raise ConfigurationError(
+                "this Instasent client was opened in another event loop; create one "
+                "client per event loop (aiohttp sessions cannot cross loops)"
+            )
+        session = self._session
+        if session is None:
+            if self._closed:
+                raise ConfigurationError("this Instasent client is closed")
+            connector = aiohttp.TCPConnector(**self._connect_kwargs)
+            session = aiohttp.ClientSession(
+                connector=connector,
+                trace_configs=self._trace_configs,
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
+            self._session = session
+            self._loop = loop
+        elif self._closed:
+            raise ConfigurationError("this Instasent client is closed")
+        return session
+
+    async def close(self) -> None:
+        """Close the session if we created it. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owned and not session.closed:
+            await session.close()
+
+
+class Transport:
+    """Sends operations: auth headers, governor permits, retries, error mapping."""
+
+    __slots__ = (
+        "_auth_cache",
+        "_base",
+        "_emit",
+        "_governor",
+        "_pool",
+        "_retry",
+        "_semaphore",
+        "_static",
+        "_timeout",
+        "_token_source",
+        "_user_agent",
+        "max_concurrency",
+    )
+
+    def __init__(
+        self,
+        *,
+        pool: Pool,
+        token: TokenSource,
+        base_url: str,
+        timeout: aiohttp.ClientTimeout,
+        retry: RetryPolicy,
+        governor: RateLimitGovernor | None,
+        user_agent: str,
+        max_concurrency: int | None,
+        semaphore: asyncio.Semaphore | None = None,
+    ) -> None:
+        if isinstance(token, str):
+            if not token.strip():
+                raise ConfigurationError("token must not be empty")
+        elif not callable(token):
+            raise ConfigurationError(
+                "token must be a string or an async callable returning the current token"
+            )
+        self._pool = pool
+        self._token_source = token
+        self._base = base_url
+        self._timeout = timeout
+        self._retry = retry
+        self._governor = governor
+        self._user_agent = user_agent
+        self.max_concurrency = max_concurrency
+        self._semaphore = semaphore
+        # token -> (fingerprint, GET headers, JSON headers); one entry per token seen.
+        self._auth_cache: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {}
+        self._static = self._auth(token) if isinstance(token, str) else None
+        self._emit: Callable[[RateLimitEvent], None] | None = (
+            governor.emit if governor is not None else None
+        )
+
+    def __repr__(self) -> str:
+        return f"<Transport base_url={self._base!r}>"
+
+    @property
+    def governor(self) -> RateLimitGovernor | None:
+        """The rate-limit governor, or ``None`` when rate limiting is off."""
+        return self._governor
+
+    @property
+    def semaphore(self) -> asyncio.Semaphore | None:
+        """The concurrency limiter shared by this client family."""
+        return self._semaphore
+
+    @property
+    def pool(self) -> Pool:
+        """The shared connection pool."""
+        return self._pool
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL (no trailing slash)."""
+        return self._base
+
+    def set_event_sink(self, emit: Callable[[RateLimitEvent], None] | None) -> None:
+        """Where retry events go when no governor is configured."""
+        if self._governor is None:
+            self._emit = emit
+
+    def _auth(self, token: str) -> tuple[str, dict[str, str], dict[str, str]]:
+        cached = self._auth_cache.get(token)
+        if cached is None:
+            if len(self._auth_cache) > 32:
+                self._auth_cache.clear()
+            get_headers = {
+                "Authorization": f"Bearer {token}",
+                "User-Agent": self._user_agent,
+                "Accept": _JSON_CT,
+            }
+            cached = (fingerprint(token), get_headers, {**get_headers, "Content-Type": _JSON_CT})
+            self._auth_cache[token] = cached
+        return cached
+
+    async def _current_auth(self) -> tuple[str, dict[str, str], dict[str, str]]:
+        if self._static is not None:
+            return self._static
+        source = self._token_source
+        assert callable(source)
+        token = await source()
+        if not isinstance(token, str) or not token.strip():
+            raise ConfigurationError("the token provider returned an empty or non-string token")
+        return self._auth(token)
+
+    async def request(
+        self,
+        op: Operation,
+        path: str,
+        *,
+        scope: str = "org",
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        body: bytes | None = None,
+        idempotent: bool | None = None,
+    ) -> Response:
+        """Send one operation and return the successful response.
+
+        ``path`` is the rendered, encoded path; ``scope`` the bucket scope (``"org"``
+        or the datasource id); ``json`` is encoded with orjson unless ``body`` already
+        holds encoded bytes; ``idempotent`` overrides the operation's own flag.
+
+        Raises:
+            APIStatusError: (a subclass for) a non-success status after retries.
+            APIConnectionError / APITimeoutError: transport failure after retries.
+            AmbiguousOutcomeError: a non-idempotent operation may have reached the server.
+            ConfigurationError: closed client, wrong event loop, bad token provider.
+        """
+        session = self._pool.session()
+        if json is not None and body is None:
+            body = orjson.dumps(json)
+        fp, get_headers, json_headers = await self._current_auth()
+        url = URL(self._base + path, encoded=True)
+        if params:
+            url = url.with_query(params)
+        safe = op.idempotent if idempotent is None else idempotent
+        governor = self._governor
+        key = BucketKey(fp, scope, op.rate_class) if governor is not None else None
+        method = op.method
+        retried_auth = False
+        attempt = 0
+        while True:
+            attempt += 1
+            headers = json_headers if body is not None else get_headers
+            permit = None
+            if governor is not None:
+                assert key is not None
+                permit = governor.try_acquire(key)
+                if permit is None:
+                    permit = await governor.acquire(key)
+            status: int | None = None
+            resp_headers: CIMultiDictProxy[str] | None = None
+            outcome: Outcome
+            failure: BaseException | None = None
+            try:
+                if self._semaphore is not None:
+                    async with self._semaphore:
+                        status, resp_headers, raw = await self._send(
+                            session, method, url, headers, body
+                        )
+                else:
+                    status, resp_headers, raw = await self._send(session, method, url, headers, body)
+            except asyncio.CancelledError:
+                if governor is not None:
+                    governor.release(permit, None, None)  # type: ignore[arg-type]
+                raise
+            except aiohttp.ClientConnectorCertificateError as exc:
+                if governor is not None:
+                    governor.release(permit, None, None)  # type: ignore[arg-type]
+                raise APIConnectionError(
+                    f"TLS certificate error: {exc.certificate_error}", method=method, path=path
+                ) from None
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                outcome, failure = "not_sent", exc
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                outcome, failure = "maybe_sent", exc
+            if governor is not None:
+                governor.release(permit, status, resp_headers)  # type: ignore[arg-type]
+            if status is not None:
+                if status < 400:
+                    assert resp_headers is not None
+                    return Response(status, resp_headers, raw)
+                outcome = status
+                if status == 401 and not retried_auth and self._static is None:
+                    # A rotated token: read the provider once more and try again.
+                    retried_auth = True
+                    fresh = await self._current_auth()
+                    if fresh[0] != fp:
+                        fp, get_headers, json_headers = fresh
+                        if governor is not None:
+                            key = BucketKey(fp, scope, op.rate_class)
+                        attempt -= 1
+                        continue
+            delay_hint = reset_delay(resp_headers) if resp_headers is not None else None
+            decision = self._retry.decide(
+                idempotent=safe,
+                attempt=attempt,
+                outcome=outcome,
+                reset_after=delay_hint,
+                governed=governor is not None,
+            )
+            if decision.action == "retry":
+                reason = str(outcome) if status is not None else _describe(failure)
+                log.debug(
+                    "retrying %s %s (attempt %d, %s) in %.3fs",
+                    method,
+                    path,
+                    attempt + 1,
+                    reason,
+                    decision.delay,
+                )
+                if self._emit is not None:
+                    self._emit(
+                        RateLimitEvent(
+                            kind="retry",
+                            bucket=f"{scope}/{op.rate_class}",
+                            delay=decision.delay,
+                            attempt=attempt,
+                            status=status,
+                            reason=reason,
+                        )
+                    )
+                if decision.delay > 0:
+                    await asyncio.sleep(decision.delay)
+                continue
+            if status is not None:
+                err = error_from_response(
+                    status,
+                    decode_body(raw),
+                    method=method,
+                    path=path,
+                    rate_limit=parse_rate_limit(resp_headers) if resp_headers else None,
+                    required_scope=op.scope,
+                )
+                if decision.action == "ambiguous":
+                    raise AmbiguousOutcomeError(
+                        f"{op.name} answered {status}: it may or may not have been carried "
+                        "out, and it is not safe to repeat automatically",
+                        method=method,
+                        path=path,
+                    ) from err
+                raise err
+            assert failure is not None
+            conn_err = _connection_error(failure, method, path)
+            if decision.action == "ambiguous":
+                raise AmbiguousOutcomeError(
+                    f"{op.name} failed after the request may have reached the server "
+                    f"({_describe(failure)}); it is not safe to repeat automatically",
+                    method=method,
+                    path=path,
+                ) from conn_err
+            raise conn_err from failure
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        headers: dict[str, str],
+        body: bytes | None,
+    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
+        async with session.request(
+            method, url, headers=headers, data=body, timeout=self._timeout, allow_redirects=False
+        ) as resp:
+            return resp.status, resp.headers, await resp.read()
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return "timeout"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _connection_error(exc: BaseException, method: str, path: str) -> APIConnectionError:
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return APITimeoutError(f"request timed out ({method} {path})", method=method, path=path)
+    return APIConnectionError(
+        f"connection error: {_describe(exc)} ({method} {path})", method=method, path=path
+    )
+
+
+def make_timeout(timeout: float | aiohttp.ClientTimeout | None) -> aiohttp.ClientTimeout:
+    """A ClientTimeout from seconds (total per attempt) or pass one through."""
+    if isinstance(timeout, aiohttp.ClientTimeout):
+        return timeout
+    if timeout is None:
+        return aiohttp.ClientTimeout(total=None)
+    if timeout <= 0:
+        raise ConfigurationError(f"timeout must be positive, got {timeout!r}")
+    return aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10.0))
+

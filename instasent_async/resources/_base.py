@@ -1,0 +1,192 @@
+"""What every resource shares: the transport, the project id and path rendering."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._convert import structure
+from .._endpoints import OPERATIONS, Operation, encode_segment
+from .._errors import ConfigurationError
+from .._pagination import OffsetPager, ScrollIterator
+from ..query import list_params, query_to_dict
+
+if TYPE_CHECKING:
+    from .._transport import Response, Transport
+
+__all__ = ["Resource", "entities_of", "entity_of", "op"]
+
+T = TypeVar("T")
+
+MAX_SCROLL_PAGE = 100
+MAX_SEARCH = 50
+MAX_LIST_PAGE = 100
+
+
+def check_page_size(value: int, maximum: int, what: str) -> int:
+    """Validate a page size against the documented maximum.
+
+    Raises:
+        ValueError: ``value`` is not an int between 1 and ``maximum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise ValueError(f"{what} must be an integer from 1 to {maximum}, got {value!r}")
+    return value
+
+
+def op(name: str) -> Operation:
+    """The operation called ``name`` from the endpoint table."""
+    return OPERATIONS[name]
+
+
+def entity_of(payload: Any) -> Any:
+    """The single resource of an ``{"entity": ...}`` envelope (or the payload itself)."""
+    if isinstance(payload, dict) and "entity" in payload:
+        return payload["entity"]
+    return payload
+
+
+def entities_of(payload: Any, *keys: str) -> list[Any]:
+    """The items of a collection envelope, whichever key the server used.
+
+    Looks at ``entities`` then the given ``keys``; a lone ``entity`` becomes a
+    one-item list; a bare list is returned as is; anything else is empty.
+    """
+    if isinstance(payload, list):
+        return payload
+    if isinstance(payload, dict):
+        for key in ("entities", *keys):
+            value = payload.get(key)
+            if isinstance(value, list):
+                return value
+        entity = payload.get("entity")
+        if isinstance(entity, list):
+            return entity
+        if isinstance(entity, dict):
+            return [entity]
+    return []
+
+
+class Resource:
+    """Base of every resource: holds the transport and the project id."""
+
+    __slots__ = ("_project", "_project_enc", "_transport")
+
+    def __init__(self, transport: Transport, project: str | None) -> None:
+        self._transport = transport
+        self._project = project
+        self._project_enc = encode_segment(project, "project") if project is not None else None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} project={self._project!r}>"
+
+    def _p(self) -> str:
+        """The encoded project segment.
+
+        Raises:
+            ConfigurationError: the client was created without a project.
+        """
+        if self._project_enc is None:
+            raise ConfigurationError(
+                "this operation needs a project: pass project='<project uid>' to Instasent() "
+                "or use client.with_options(project=...)"
+            )
+        return self._project_enc
+
+    async def _call(
+        self,
+        operation: Operation,
+        *segments: object,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        scope: str = "org",
+        idempotent: bool | None = None,
+    ) -> Response:
+        """Render the operation's path (project first, then ``segments``) and send it."""
+        names = operation.params
+        encoded: list[str] = []
+        values = iter(segments)
+        for name in names:
+            if name == "project":
+                encoded.append(self._p())
+            else:
+                encoded.append(encode_segment(next(values), name))
+        path = operation.render(*encoded)
+        return await self._transport.request(
+            operation, path, scope=scope, params=params, json=json, idempotent=idempotent
+        )
+
+    async def _get_entity(self, cls: type[Any], operation: Operation, *segments: object) -> Any:
+        response = await self._call(operation, *segments)
+        return structure(entity_of(response.json()), cls)
+
+    def _pager(
+        self,
+        cls: type[T],
+        operation: Operation,
+        *segments: object,
+        start: int = 0,
+        limit: int = MAX_LIST_PAGE,
+        sort: str | Sequence[str] | None = None,
+        q: Mapping[str, Any] | None = None,
+        filters: Mapping[str, Any] | None = None,
+        extra_params: Mapping[str, str] | None = None,
+    ) -> OffsetPager[T]:
+        """A list call with the generic query filter (``_start``/``_limit``/``_sort``/...)."""
+        check_page_size(limit, MAX_LIST_PAGE, "limit")
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise ValueError(f"start must be a non-negative integer, got {start!r}")
+        base = list_params(sort=sort, q=q, filters=filters)
+        if extra_params:
+            base.update(extra_params)
+
+        async def fetch(offset: int, size: int) -> Any:
+            params = {**base, "_start": str(offset), "_limit": str(size)}
+            return (await self._call(operation, *segments, params=params)).json()
+
+        return OffsetPager(
+            fetch, entities_of, lambda item: structure(item, cls), start=start, limit=limit
+        )
+
+    def _scroll(
+        self,
+        cls: type[T],
+        operation: Operation,
+        *segments: object,
+        query: Any,
+        page_size: int,
+        cursor: str | None,
+        params: Mapping[str, str] | None = None,
+    ) -> ScrollIterator[T]:
+        """A cursor scroll over ``operation`` with a query-filter body."""
+        check_page_size(page_size, MAX_SCROLL_PAGE, "page_size")
+        if cursor is not None and (not isinstance(cursor, str) or not cursor):
+            raise ValueError("cursor must be a non-empty string or None")
+        body = query_to_dict(query)
+
+        async def fetch(next_cursor: str | None, size: int) -> Any:
+            page_body = {**body, "limit": size}
+            if next_cursor is not None:
+                page_body["cursor"] = next_cursor
+            return (await self._call(operation, *segments, json=page_body, params=params)).json()
+
+        return ScrollIterator(
+            fetch,
+            entities_of,
+            lambda item: structure(item, cls),
+            page_size=page_size,
+            cursor=cursor,
+        )
+
+    async def _search(
+        self, cls: type[T], operation: Operation, query: Any, limit: int, offset: int | None
+    ) -> list[T]:
+        """A capped search (<= 50 results) with a query-filter body."""
+        check_page_size(limit, MAX_SEARCH, "limit")
+        body = {**query_to_dict(query), "limit": limit}
+        if offset is not None:
+            if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+                raise ValueError(f"offset must be a non-negative integer, got {offset!r}")
+            body["offset"] = offset
+        payload = (await self._call(operation, json=body)).json()
+        return [structure(item, cls) for item in entities_of(payload)]

@@ -1,0 +1,185 @@
+"""Audience contacts: ``client.audience``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._convert import structure
+from .._endpoints import Operation
+from .._errors import NotFoundError
+from .._pagination import ScrollIterator
+from ..models import AudienceEvent, Contact
+from ._base import MAX_SCROLL_PAGE, MAX_SEARCH, Resource, entities_of, op
+
+__all__ = ["AudienceResource"]
+
+_GET = op("audience.get")
+_GET_BY_USER = op("audience.get_by_user_id")
+_BY_PHONE = op("audience.search_by_phone")
+_BY_EMAIL = op("audience.search_by_email")
+_EVENTS = op("audience.events")
+_SEARCH = op("audience.search")
+_SCROLL = op("audience.scroll")
+_SMS_SUB = op("audience.sms_subscribe")
+_SMS_UNSUB = op("audience.sms_unsubscribe")
+_EMAIL_SUB = op("audience.email_subscribe")
+_EMAIL_UNSUB = op("audience.email_unsubscribe")
+_DELETE = op("audience.delete")
+
+_SYNC = {"_sync": "true"}
+
+
+class AudienceResource(Resource):
+    """The project's unified audience."""
+
+    __slots__ = ()
+
+    async def get(self, audience_id: str) -> Contact:
+        """The contact with this audience id.
+
+        Raises:
+            NotFoundError: no such contact, or not visible to this token.
+            ValueError: ``audience_id`` is empty.
+        """
+        result: Contact = await self._get_entity(Contact, _GET, audience_id)
+        return result
+
+    async def get_by_user_id(self, user_id: str) -> Contact:
+        """The contact by ``_user_id`` (or any other unique attribute: email, phone).
+
+        Raises:
+            NotFoundError: no such contact, or not visible to this token.
+            ValueError: ``user_id`` is empty.
+        """
+        result: Contact = await self._get_entity(Contact, _GET_BY_USER, user_id)
+        return result
+
+    async def search_by_phone(self, phone: str) -> list[Contact]:
+        """Contacts with this phone number (normalised by the server; ``+`` is encoded).
+
+        Returns an empty list when nothing matches (a 404 counts as no match),
+        whichever envelope (``entity`` or ``entities``) the server uses.
+        """
+        return await self._lookup(_BY_PHONE, phone)
+
+    async def search_by_email(self, email: str) -> list[Contact]:
+        """Contacts with this email address; an empty list when nothing matches."""
+        return await self._lookup(_BY_EMAIL, email)
+
+    async def _lookup(self, operation: Operation, value: str) -> list[Contact]:
+        try:
+            payload = (await self._call(operation, value)).json()
+        except NotFoundError:
+            return []
+        return [structure(item, Contact) for item in entities_of(payload)]
+
+    async def search(
+        self, query: Any = None, *, limit: int = MAX_SEARCH, offset: int | None = None
+    ) -> list[Contact]:
+        """Contacts matching an audience query filter: at most 50, no paging.
+
+        ``query`` is the wire-format dict (instasent-api.md 5.3), an
+        ``AudienceQuery``/condition from ``instasent_async.query``, or ``None``
+        (every contact). Use ``scroll`` to read more than 50.
+
+        Raises:
+            ValueError: ``limit`` outside 1..50 or a negative ``offset``.
+            BadRequestError: the server rejected the filter.
+        """
+        return await self._search(Contact, _SEARCH, query, limit, offset)
+
+    def scroll(
+        self, query: Any = None, *, page_size: int = MAX_SCROLL_PAGE, cursor: str | None = None
+    ) -> ScrollIterator[Contact]:
+        """Every contact matching the filter, one page (<= 100) in memory at a time.
+
+        Pass ``cursor=`` (from a previous iterator's ``.cursor``) to resume.
+
+        Raises:
+            ValueError: ``page_size`` outside 1..100 (raised immediately).
+        """
+        return self._scroll(Contact, _SCROLL, query=query, page_size=page_size, cursor=cursor)
+
+    async def events(self, audience_id: str) -> list[AudienceEvent]:
+        """The contact's latest events (every event type flattened into one list).
+
+        Raises:
+            NotFoundError: no such contact.
+        """
+        payload = (await self._call(_EVENTS, audience_id)).json()
+        items = entities_of(payload)
+        if not items and isinstance(payload, dict):
+            # Some answers classify events by type: {"entity": {"<type>": [...]}}
+            grouped = payload.get("entity")
+            if isinstance(grouped, dict) and all(isinstance(v, list) for v in grouped.values()):
+                items = [event for events in grouped.values() for event in events]
+        return [structure(item, AudienceEvent) for item in items]
+
+    async def sms_subscribe(self, audience_id: str, *, sync: bool = False) -> None:
+        """Subscribe the contact to SMS (queued unless ``sync=True``)."""
+        await self._stream(_SMS_SUB, {"audienceId": audience_id}, sync)
+
+    async def sms_unsubscribe(
+        self,
+        audience_id: str,
+        *,
+        reason: str | None = None,
+        utm_source: str | None = None,
+        utm_medium: str | None = None,
+        utm_campaign: str | None = None,
+        sync: bool = False,
+    ) -> None:
+        """Unsubscribe the contact from SMS, with an optional reason and UTM fields."""
+        body = _unsubscribe_body(audience_id, reason, utm_source, utm_medium, utm_campaign)
+        await self._stream(_SMS_UNSUB, body, sync)
+
+    async def email_subscribe(self, audience_id: str, *, sync: bool = False) -> None:
+        """Subscribe the contact to email (queued unless ``sync=True``)."""
+        await self._stream(_EMAIL_SUB, {"audienceId": audience_id}, sync)
+
+    async def email_unsubscribe(
+        self,
+        audience_id: str,
+        *,
+        reason: str | None = None,
+        utm_source: str | None = None,
+        utm_medium: str | None = None,
+        utm_campaign: str | None = None,
+        sync: bool = False,
+    ) -> None:
+        """Unsubscribe the contact from email, with an optional reason and UTM fields."""
+        body = _unsubscribe_body(audience_id, reason, utm_source, utm_medium, utm_campaign)
+        await self._stream(_EMAIL_UNSUB, body, sync)
+
+    async def delete(self, audience_id: str, *, sync: bool = False) -> None:
+        """Permanently delete the contact from the audience.
+
+        Raises:
+            NotFoundError: no such contact.
+        """
+        await self._stream(_DELETE, {"audienceId": audience_id}, sync)
+
+    async def _stream(self, operation: Operation, body: dict[str, Any], sync: bool) -> None:
+        audience_id = body["audienceId"]
+        if not isinstance(audience_id, str) or not audience_id.strip():
+            raise ValueError("audience_id must be a non-empty string")
+        await self._call(operation, json=body, params=_SYNC if sync else None)
+
+
+def _unsubscribe_body(
+    audience_id: str,
+    reason: str | None,
+    utm_source: str | None,
+    utm_medium: str | None,
+    utm_campaign: str | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"audienceId": audience_id}
+    for key, value in (
+        ("reason", reason),
+        ("utm-source", utm_source),
+        ("utm-medium", utm_medium),
+        ("utm-campaign", utm_campaign),
+    ):
+        if value is not None:
+            body[key] = value
+    return body

@@ -1,0 +1,78 @@
+"""Campaigns and automations: ``client.campaigns``, ``client.automations``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .._pagination import OffsetPager
+from ..models import Automation, Campaign
+from ._base import MAX_LIST_PAGE, Resource, op
+
+__all__ = ["AutomationsResource", "CampaignsResource"]
+
+_CAMPAIGNS = op("campaigns.list")
+_CAMPAIGN = op("campaigns.get")
+_AUTOMATIONS = op("automations.list")
+_AUTOMATION = op("automations.get")
+
+
+class CampaignsResource(Resource):
+    """SMS campaigns (needs PROJECT_CAMPAIGN_READ)."""
+
+    __slots__ = ()
+
+    def list(
+        self,
+        *,
+        start: int = 0,
+        limit: int = MAX_LIST_PAGE,
+        sort: str | Sequence[str] | None = None,
+        q: Mapping[str, Any] | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> OffsetPager[Campaign]:
+        """Campaigns: ``await`` for one page, ``async for`` for all.
+
+        ``filters={"status_eq": "sent"}`` etc. (instasent-api.md 5.2).
+        """
+        return self._pager(
+            Campaign, _CAMPAIGNS, start=start, limit=limit, sort=sort, q=q, filters=filters
+        )
+
+    async def get(self, campaign_id: str | int) -> Campaign:
+        """One campaign.
+
+        Raises:
+            NotFoundError: no such campaign.
+        """
+        result: Campaign = await self._get_entity(Campaign, _CAMPAIGN, campaign_id)
+        return result
+
+
+class AutomationsResource(Resource):
+    """Automations (needs PROJECT_AUTOMATION_READ)."""
+
+    __slots__ = ()
+
+    def list(
+        self,
+        *,
+        start: int = 0,
+        limit: int = MAX_LIST_PAGE,
+        sort: str | Sequence[str] | None = None,
+        q: Mapping[str, Any] | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> OffsetPager[Automation]:
+        """Automations: ``await`` for one page, ``async for`` for all."""
+        return self._pager(
+            Automation, _AUTOMATIONS, start=start, limit=limit, sort=sort, q=q, filters=filters
+        )
+
+    async def get(self, automation_id: str | int) -> Automation:
+        """One automation.
+
+        Raises:
+            NotFoundError: no such automation.
+        """
+        result: Automation = await self._get_entity(Automation, _AUTOMATION, automation_id)
+        return result

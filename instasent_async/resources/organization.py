@@ -1,0 +1,72 @@
+"""Organization and project: ``client.organization``, ``client.project``, ``client.specs``."""
+
+from __future__ import annotations
+
+from .._convert import structure
+from ..models import AttributeSpec, EventParameterSpec, EventTypeSpec, Organization, Project
+from ._base import Resource, entities_of, op
+
+__all__ = ["OrganizationResource", "ProjectResource", "SpecsResource"]
+
+_ORG = op("organization.get")
+_PROJECT = op("project.get")
+_SPEC_ATTRS = op("specs.attributes")
+_SPEC_EVENTS = op("specs.events")
+_SPEC_PARAMS = op("specs.event_parameters")
+
+
+class OrganizationResource(Resource):
+    """``GET /v1/``: the organization the token belongs to."""
+
+    __slots__ = ()
+
+    async def get(self) -> Organization:
+        """The organization, with its projects (and funds when the token has ACCOUNT_READ).
+
+        Raises:
+            AuthenticationError: the token is missing, malformed or revoked.
+        """
+        result: Organization = await self._get_entity(Organization, _ORG)
+        return result
+
+
+class ProjectResource(Resource):
+    """``GET /v1/project/{project}``: the client's project."""
+
+    __slots__ = ()
+
+    async def get(self) -> Project:
+        """The project's metadata (also the cheapest credential check).
+
+        Raises:
+            NotFoundError: the project does not exist or this token cannot see it.
+            ConfigurationError: the client has no project.
+        """
+        result: Project = await self._get_entity(Project, _PROJECT)
+        return result
+
+
+class SpecsResource(Resource):
+    """The project's specs: attributes, event types and event parameters."""
+
+    __slots__ = ()
+
+    async def attributes(self) -> list[AttributeSpec]:
+        """Every attribute spec of the project (reserved ``_`` and custom)."""
+        payload = (await self._call(_SPEC_ATTRS)).json()
+        return [structure(item, AttributeSpec) for item in entities_of(payload, "specs")]
+
+    async def events(self) -> list[EventTypeSpec]:
+        """Every event type of the project."""
+        payload = (await self._call(_SPEC_EVENTS)).json()
+        return [structure(item, EventTypeSpec) for item in entities_of(payload, "specs")]
+
+    async def event_parameters(self, event_type: str) -> list[EventParameterSpec]:
+        """The parameter specs of one event type.
+
+        Raises:
+            ValueError: ``event_type`` is empty.
+            NotFoundError: the event type is unknown.
+        """
+        payload = (await self._call(_SPEC_PARAMS, event_type)).json()
+        return [structure(item, EventParameterSpec) for item in entities_of(payload, "specs")]

@@ -1,0 +1,101 @@
+"""Segments: ``client.segments``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .._convert import structure
+from .._pagination import OffsetPager, ScrollIterator
+from ..models import Contact, Segment
+from ._base import MAX_LIST_PAGE, MAX_SCROLL_PAGE, Resource, entity_of, op
+
+__all__ = ["SegmentsResource"]
+
+_LIST = op("segments.list")
+_DYNAMIC = op("segments.dynamic")
+_GET = op("segments.get")
+_SCROLL = op("audience.segment_scroll")
+
+
+def _parameter(parameter: str | Sequence[str] | None) -> dict[str, str] | None:
+    if parameter is None:
+        return None
+    value = parameter if isinstance(parameter, str) else "|".join(parameter)
+    if not value:
+        raise ValueError("parameter must not be empty")
+    return {"parameter": value}
+
+
+class SegmentsResource(Resource):
+    """Static and dynamic segments, and scrolling a segment's contacts."""
+
+    __slots__ = ()
+
+    def list(
+        self,
+        *,
+        start: int = 0,
+        limit: int = MAX_LIST_PAGE,
+        sort: str | Sequence[str] | None = None,
+        q: Mapping[str, Any] | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> OffsetPager[Segment]:
+        """Segments: ``await`` for one page, ``async for`` for all of them.
+
+        Raises:
+            ValueError: ``limit`` outside 1..100, negative ``start``, bad filters.
+        """
+        return self._pager(
+            Segment, _LIST, start=start, limit=limit, sort=sort, q=q, filters=filters
+        )
+
+    def dynamic(
+        self,
+        *,
+        start: int = 0,
+        limit: int = MAX_LIST_PAGE,
+        sort: str | Sequence[str] | None = None,
+        q: Mapping[str, Any] | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> OffsetPager[Segment]:
+        """Dynamic segments that need no parameter (same paging as ``list``)."""
+        return self._pager(
+            Segment, _DYNAMIC, start=start, limit=limit, sort=sort, q=q, filters=filters
+        )
+
+    async def get(self, uid: str, *, parameter: str | Sequence[str] | None = None) -> Segment:
+        """One segment; ``parameter`` is the dynamic-segment value (``"a|b"`` or a list).
+
+        Raises:
+            NotFoundError: no such segment.
+        """
+        response = await self._call(_GET, uid, params=_parameter(parameter))
+        result: Segment = structure(entity_of(response.json()), Segment)
+        return result
+
+    def scroll(
+        self,
+        uid: str,
+        query: Any = None,
+        *,
+        parameter: str | Sequence[str] | None = None,
+        page_size: int = MAX_SCROLL_PAGE,
+        cursor: str | None = None,
+    ) -> ScrollIterator[Contact]:
+        """Every contact of the segment (optionally filtered), one page in memory.
+
+        Raises:
+            ValueError: empty ``uid`` or ``page_size`` outside 1..100 (immediately).
+        """
+        if not isinstance(uid, str) or not uid.strip():
+            raise ValueError("segment uid must be a non-empty string")
+        return self._scroll(
+            Contact,
+            _SCROLL,
+            uid,
+            query=query,
+            page_size=page_size,
+            cursor=cursor,
+            params=_parameter(parameter),
+        )

@@ -1,0 +1,211 @@
+"""SMS senders, SMS messages and direct SMS: ``client.sms``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .._convert import structure
+from .._pagination import OffsetPager
+from ..models import SmsMessage, SmsSender
+from ._base import MAX_LIST_PAGE, Resource, entity_of, op
+
+__all__ = ["SmsResource"]
+
+MAX_UTM_TERM = 40
+
+_SENDERS = op("sms.senders")
+_GET = op("sms.get")
+_BY_AUDIENCE = op("sms.list_by_audience")
+_BY_SEND = op("sms.list_by_send")
+_BY_CAMPAIGN = op("sms.list_by_campaign")
+_BY_AUTOMATION = op("sms.list_by_automation")
+_DIRECT = op("sms.list_direct")
+_DIRECT_UTM = op("sms.list_direct_by_utm")
+_SEND = op("sms.send_direct")
+_SEND_UTM = op("sms.send_direct_utm")
+
+
+def _check_utm_term(utm_term: str | None) -> None:
+    if utm_term is None:
+        return
+    if not isinstance(utm_term, str) or not utm_term.strip():
+        raise ValueError("utm_term must be a non-empty string or None")
+    if len(utm_term) > MAX_UTM_TERM:
+        raise ValueError(
+            f"utm_term must be at most {MAX_UTM_TERM} characters, got {len(utm_term)}"
+        )
+
+
+def _check_index(value: int, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer (0-based), got {value!r}")
+
+
+class SmsResource(Resource):
+    """SMS senders, sent SMS messages, and sending direct SMS."""
+
+    __slots__ = ()
+
+    def senders(
+        self,
+        *,
+        start: int = 0,
+        limit: int = MAX_LIST_PAGE,
+        sort: str | Sequence[str] | None = None,
+        q: Mapping[str, Any] | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> OffsetPager[SmsSender]:
+        """The project's SMS senders (``await`` one page or ``async for`` all).
+
+        The pseudo-sender id ``"default"`` (for ``send_direct``) is the project's
+        default sender.
+        """
+        return self._pager(
+            SmsSender, _SENDERS, start=start, limit=limit, sort=sort, q=q, filters=filters
+        )
+
+    async def get(self, sms_id: str | int) -> SmsMessage:
+        """One SMS message.
+
+        Raises:
+            NotFoundError: no such SMS.
+        """
+        result: SmsMessage = await self._get_entity(SmsMessage, _GET, sms_id)
+        return result
+
+    def list_by_audience(
+        self,
+        audience_id_or_phone: str,
+        *,
+        start: int = 0,
+        limit: int = MAX_LIST_PAGE,
+        sort: str | Sequence[str] | None = None,
+        q: Mapping[str, Any] | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> OffsetPager[SmsMessage]:
+        """SMS sent to a contact (audience id, or phone with its international code)."""
+        return self._pager(
+            SmsMessage,
+            _BY_AUDIENCE,
+            audience_id_or_phone,
+            start=start,
+            limit=limit,
+            sort=sort,
+            q=q,
+            filters=filters,
+        )
+
+    def list_by_send(
+        self,
+        send_id: str | int,
+        *,
+        start: int = 0,
+        limit: int = MAX_LIST_PAGE,
+        sort: str | Sequence[str] | None = None,
+        q: Mapping[str, Any] | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> OffsetPager[SmsMessage]:
+        """SMS of one send."""
+        return self._pager(
+            SmsMessage, _BY_SEND, send_id, start=start, limit=limit, sort=sort, q=q,
+            filters=filters,
+        )
+
+    def list_by_campaign(
+        self,
+        campaign_id: str | int,
+        option_idx: int = 0,
+        *,
+        start: int = 0,
+        limit: int = MAX_LIST_PAGE,
+        sort: str | Sequence[str] | None = None,
+        q: Mapping[str, Any] | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> OffsetPager[SmsMessage]:
+        """SMS of one campaign option (``option_idx`` is 0-based)."""
+        _check_index(option_idx, "option_idx")
+        return self._pager(
+            SmsMessage, _BY_CAMPAIGN, campaign_id, option_idx, start=start, limit=limit,
+            sort=sort, q=q, filters=filters,
+        )
+
+    def list_by_automation(
+        self,
+        automation_id: str | int,
+        message_idx: int = 0,
+        *,
+        start: int = 0,
+        limit: int = MAX_LIST_PAGE,
+        sort: str | Sequence[str] | None = None,
+        q: Mapping[str, Any] | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> OffsetPager[SmsMessage]:
+        """SMS of one automation message (``message_idx`` is 0-based)."""
+        _check_index(message_idx, "message_idx")
+        return self._pager(
+            SmsMessage, _BY_AUTOMATION, automation_id, message_idx, start=start, limit=limit,
+            sort=sort, q=q, filters=filters,
+        )
+
+    def list_direct(
+        self,
+        utm_term: str | None = None,
+        *,
+        start: int = 0,
+        limit: int = MAX_LIST_PAGE,
+        sort: str | Sequence[str] | None = None,
+        q: Mapping[str, Any] | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> OffsetPager[SmsMessage]:
+        """Direct SMS (not from a campaign or automation), optionally by tracking term.
+
+        Raises:
+            ValueError: ``utm_term`` longer than 40 characters or empty.
+        """
+        _check_utm_term(utm_term)
+        if utm_term is None:
+            return self._pager(
+                SmsMessage, _DIRECT, start=start, limit=limit, sort=sort, q=q, filters=filters
+            )
+        return self._pager(
+            SmsMessage, _DIRECT_UTM, utm_term, start=start, limit=limit, sort=sort, q=q,
+            filters=filters,
+        )
+
+    async def send_direct(
+        self,
+        to: str,
+        text: str,
+        *,
+        sender: str = "default",
+        utm_term: str | None = None,
+        allow_unicode: bool = False,
+    ) -> SmsMessage | None:
+        """Send one SMS to an audience id or a phone number (international format).
+
+        Never retried once the request may have reached the server: if the
+        outcome is unknown (connection dropped, timeout, 5xx) you get
+        ``AmbiguousOutcomeError`` instead of a possible second SMS. Returns the
+        created message, or ``None`` if the server answered without a body.
+
+        Raises:
+            ValueError: empty ``to``/``text``/``sender``, or ``utm_term`` over 40 chars.
+            AmbiguousOutcomeError: the SMS may or may not have been sent.
+            PermissionDeniedError: the token lacks PROJECT_DIRECT_WRITE.
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("text must be a non-empty string")
+        if not isinstance(sender, str) or not sender.strip():
+            raise ValueError("sender must be a sender id or 'default'")
+        _check_utm_term(utm_term)
+        body = {"text": text, "allowUnicode": bool(allow_unicode)}
+        if utm_term is None:
+            response = await self._call(_SEND, sender, to, json=body)
+        else:
+            response = await self._call(_SEND_UTM, sender, to, utm_term, json=body)
+        payload = response.json()
+        if payload is None:
+            return None
+        result: SmsMessage = structure(entity_of(payload), SmsMessage)
+        return result

@@ -1,0 +1,241 @@
+"""Session lifecycle: one pool, clean close, borrowed sessions, event loops, security."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import threading
+import warnings
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from instasent_async import ConfigurationError, Instasent
+from instasent_async.errors import AuthenticationError
+
+from .conftest import ScriptedServer
+
+TOKEN = "secret-token-value-123"
+
+
+async def test_one_session_is_shared_by_all_resources_and_siblings(
+    scripted: ScriptedServer,
+) -> None:
+    async with Instasent(TOKEN, project="proj_demo", base_url=scripted.url) as client:
+        await client.project.get()
+        session = client._transport.pool.session()
+        await client.audience.get("aud_1")
+        sibling = client.with_options(token="other-token", project="proj_other")
+        await sibling.project.get()
+        assert sibling._transport.pool.session() is session
+        assert sibling.governor is client.governor
+        assert scripted.requests[-1].path == "/v1/project/proj_other"
+        assert scripted.requests[-1].headers["Authorization"] == "Bearer other-token"
+    assert session.closed
+
+
+async def test_no_unclosed_session_warning_and_close_is_idempotent(
+    scripted: ScriptedServer,
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        client = Instasent(TOKEN, project="proj_demo", base_url=scripted.url)
+        await client.project.get()
+        await client.close()
+        await client.close()
+        assert client.closed
+        del client
+        gc.collect()
+
+
+async def test_a_closed_client_refuses_new_requests(scripted: ScriptedServer) -> None:
+    client = Instasent(TOKEN, project="proj_demo", base_url=scripted.url)
+    await client.close()
+    with pytest.raises(ConfigurationError, match="closed"):
+        await client.project.get()
+
+
+async def test_borrowed_session_is_never_closed(scripted: ScriptedServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with Instasent(
+            TOKEN, project="proj_demo", base_url=scripted.url, session=session
+        ) as client:
+            await client.project.get()
+        assert not session.closed
+        async with session.get(scripted.url + "/project/proj_demo") as resp:
+            assert resp.status == 200
+
+
+async def test_closing_a_sibling_keeps_the_pool_open(scripted: ScriptedServer) -> None:
+    async with Instasent(TOKEN, project="proj_demo", base_url=scripted.url) as client:
+        sibling = client.with_options(project="proj_2")
+        await sibling.close()
+        await client.project.get()
+        assert not client.closed
+
+
+def test_using_a_client_from_another_event_loop_raises_a_clear_error(
+    scripted_in_thread: str,
+) -> None:
+    client = Instasent(TOKEN, project="proj_demo", base_url=scripted_in_thread)
+
+    async def use() -> None:
+        await client.project.get()
+
+    first = asyncio.new_event_loop()
+    try:
+        first.run_until_complete(use())
+        with pytest.raises(ConfigurationError, match="another event loop"):
+            asyncio.run(use())
+        first.run_until_complete(client.close())
+    finally:
+        first.close()
+    assert client.closed
+
+
+@pytest.fixture
+def scripted_in_thread() -> object:
+    """A server running in its own thread and loop, for tests that run asyncio.run."""
+    ready = threading.Event()
+    state: dict[str, object] = {}
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({"entity": {"uid": "proj_demo", "id": 1, "name": "Demo"}})
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        state["loop"] = loop
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", handler)
+        runner = web.AppRunner(app, access_log=None)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        state["url"] = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+        state["runner"] = runner
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    yield state["url"]
+    loop = state["loop"]
+    assert isinstance(loop, asyncio.AbstractEventLoop)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+def test_plain_http_is_refused_for_non_loopback_hosts() -> None:
+    with pytest.raises(ConfigurationError, match="allow_insecure"):
+        Instasent(TOKEN, base_url="http://api.example.com/v1")
+    Instasent(TOKEN, base_url="http://api.example.com/v1", allow_insecure=True)
+    Instasent(TOKEN, base_url="http://localhost:8080/v1")
+    Instasent(TOKEN, base_url="http://[::1]:8080/v1")
+    Instasent(TOKEN, base_url="https://api.example.com/v1")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"token": ""}, "token must not be empty"),
+        ({"token": 12}, "token must be a string or an async callable"),
+        ({"project": ""}, "project must be a non-empty string"),
+        ({"max_connections": 0}, "max_connections must be >= 1"),
+        ({"timeout": -1}, "timeout must be positive"),
+        ({"rate_limit": "fast"}, "rate_limit must be"),
+        ({"base_url": "ftp://x/v1"}, "absolute http"),
+    ],
+)
+def test_bad_configuration_is_named(kwargs: dict[str, object], match: str) -> None:
+    args: dict[str, object] = {"token": TOKEN, **kwargs}
+    token = args.pop("token")
+    with pytest.raises(ConfigurationError, match=match):
+        Instasent(token, **args)  # type: ignore[arg-type]
+
+
+async def test_project_operations_without_a_project_say_so(scripted: ScriptedServer) -> None:
+    async with Instasent(TOKEN, base_url=scripted.url) as client:
+        with pytest.raises(ConfigurationError, match="needs a project"):
+            await client.project.get()
+
+
+async def test_token_never_appears_in_repr_logs_or_errors(
+    scripted: ScriptedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def unauthorized(request: web.Request) -> web.Response:
+        return web.json_response({"message": "Invalid token"}, status=401)
+
+    scripted.handler = unauthorized
+    caplog.set_level(logging.DEBUG)
+    async with Instasent(TOKEN, project="proj_demo", base_url=scripted.url) as client:
+        with pytest.raises(AuthenticationError) as info:
+            await client.project.get()
+        texts = [
+            repr(client),
+            str(client),
+            repr(client.audience),
+            repr(client.datasource("ds_1")),
+            repr(client._transport),
+            str(info.value),
+            repr(info.value),
+            repr(info.value.__dict__),
+        ]
+    texts.extend(record.getMessage() for record in caplog.records)
+    assert all(TOKEN not in text for text in texts)
+    assert scripted.requests[0].headers["Authorization"] == f"Bearer {TOKEN}"
+    assert TOKEN not in str(scripted.requests[0].url)
+
+
+async def test_token_provider_is_read_per_request_and_again_after_a_401(
+    scripted: ScriptedServer,
+) -> None:
+    tokens = ["old-token", "new-token"]
+    calls = 0
+
+    async def provider() -> str:
+        nonlocal calls
+        calls += 1
+        return tokens[0]
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.headers["Authorization"] == "Bearer old-token":
+            tokens[0] = "new-token"  # the token was rotated meanwhile
+            return web.json_response({"message": "revoked"}, status=401)
+        return web.json_response({"entity": {"uid": "proj_demo", "id": 1, "name": "Demo"}})
+
+    scripted.handler = handler
+    async with Instasent(provider, project="proj_demo", base_url=scripted.url) as client:
+        project = await client.project.get()
+    assert project.uid == "proj_demo"
+    assert [r.headers["Authorization"] for r in scripted.requests] == [
+        "Bearer old-token",
+        "Bearer new-token",
+    ]
+    assert calls == 2
+
+
+async def test_a_401_with_an_unchanged_token_is_raised_once(scripted: ScriptedServer) -> None:
+    async def provider() -> str:
+        return "same-token"
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({"message": "revoked"}, status=401)
+
+    scripted.handler = handler
+    async with Instasent(provider, project="proj_demo", base_url=scripted.url) as client:
+        with pytest.raises(AuthenticationError, match="revoked"):
+            await client.project.get()
+    assert len(scripted.requests) == 1
+
+
+async def test_user_agent_names_sdk_python_and_aiohttp(scripted: ScriptedServer) -> None:
+    async with Instasent(TOKEN, project="proj_demo", base_url=scripted.url) as client:
+        await client.project.get()
+    agent = scripted.requests[0].headers["User-Agent"]
+    assert agent.startswith("instasent-async/")
+    assert "Python/" in agent and f"aiohttp/{aiohttp.__version__}" in agent
