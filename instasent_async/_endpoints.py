@@ -37,7 +37,7 @@ def encode_segment(value: object, what: str) -> str:
         raise ValueError(f"{what} must not be empty")
     if text in (".", ".."):
         return text.replace(".", "%2E")
-    return quote(text, safe="")
+    return quote(text, safe="@:")
 
 
 @attrs.frozen(slots=True)

@@ -35,7 +35,7 @@ from ._ratelimit import BucketKey, RateLimitEvent, RateLimitGovernor, parse_rate
 from ._retry import Outcome, RetryPolicy
 from ._version import __version__
 
-__all__ = ["Pool", "Response", "TokenSource", "Transport"]
+__all__ = ["Pool", "RequestStats", "Response", "TokenSource", "Transport"]
 
 log = logging.getLogger("instasent_async.transport")
 
@@ -70,6 +70,17 @@ class Response:
             raise APIStatusError(
                 self.status, "the response body is not valid JSON", self.body[:500]
             ) from None
+
+
+class RequestStats:
+    """Counters a caller can pass to ``Transport.request`` to learn what it cost."""
+
+    __slots__ = ("rate_limit_waits", "requests", "retries")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.retries = 0
+        self.rate_limit_waits = 0
 
 
 def fingerprint(token: str) -> str:
@@ -294,6 +305,7 @@ class Transport:
         json: Any = None,
         body: bytes | None = None,
         idempotent: bool | None = None,
+        stats: RequestStats | None = None,
     ) -> Response:
         """Send one operation and return the successful response.
 
@@ -328,7 +340,11 @@ class Transport:
                 assert key is not None
                 permit = governor.try_acquire(key)
                 if permit is None:
+                    if stats is not None:
+                        stats.rate_limit_waits += 1
                     permit = await governor.acquire(key)
+            if stats is not None:
+                stats.requests += 1
             status: int | None = None
             resp_headers: CIMultiDictProxy[str] | None = None
             outcome: Outcome
@@ -401,6 +417,8 @@ class Transport:
                             reason=reason,
                         )
                     )
+                if stats is not None:
+                    stats.retries += 1
                 if decision.delay > 0:
                     await asyncio.sleep(decision.delay)
                 continue

@@ -1,11 +1,27 @@
-"""Shared fixtures: a tiny scripted aiohttp server on 127.0.0.1."""
+"""Shared fixtures: a tiny scripted aiohttp server on 127.0.0.1, and an aioresponses shim."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
+from types import SimpleNamespace
+from typing import Any
 
+import aioresponses.core
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
+
+
+class _CompatResponse(ClientResponse):
+    """aioresponses 0.7.9 predates aiohttp 3.14's required ``stream_writer`` argument."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        super().__init__(*args, **kwargs)
+
+
+if "stream_writer" in inspect.signature(ClientResponse.__init__).parameters:
+    aioresponses.core.ClientResponse = _CompatResponse  # type: ignore[misc]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

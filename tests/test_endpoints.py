@@ -19,7 +19,8 @@ from instasent_async._endpoints import OPERATIONS, encode_segment
         ("x#frag", "x%23frag"),
         ("a b", "a%20b"),
         ("100%", "100%25"),
-        ("me@example.com", "me%40example.com"),
+        ("me@example.com", "me@example.com"),
+        ("a:b", "a:b"),
         (42, "42"),
     ],
 )

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import time
-
-import orjson
-from collections.abc import Sequence
+import os
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._batch import parse_batch
 from .._convert import structure, to_wire_items
 from .._endpoints import Operation, encode_segment
-from .._errors import APIConnectionError, APIStatusError, BadRequestError, UnprocessableEntityError
+from .._transport import RequestStats, Response
+from ..bulk import MISSING_EVENT_ID, ProgressCallback, Source, run_ingest
 from ..models import (
     AttributeSpec,
     Contact,
     DatasourceStats,
     EventParameterSpec,
     EventTypeSpec,
-    FailedItem,
     IngestReport,
-    RejectedItem,
     StreamInfo,
 )
 from ._base import Resource, entities_of, entity_of, op
@@ -29,9 +25,6 @@ if TYPE_CHECKING:
     from .._transport import Transport
 
 __all__ = ["Datasource", "DatasourceContacts", "DatasourceEvents", "DatasourceSpecs"]
-
-BATCH_SIZE = 100
-"""Items per ingest request (the API's maximum)."""
 
 _INFO = op("datasource.info")
 _STATS = op("datasource.stats")
@@ -92,52 +85,21 @@ class _DatasourcePart(Resource):
             idempotent=idempotent,
         )
 
-    async def _send_batches(
-        self,
-        operation: Operation,
-        items: Sequence[Any],
-        wire: Sequence[Any],
-        *,
-        idempotent: bool,
-        params: dict[str, str] | None,
-    ) -> IngestReport:
-        started = time.perf_counter()
-        report = IngestReport(total=len(items))
-        for offset in range(0, len(wire), BATCH_SIZE):
-            chunk = wire[offset : offset + BATCH_SIZE]
-            report.requests += 1
-            try:
-                response = await self._ds_call(
-                    operation, params=params, body=orjson.dumps(chunk), idempotent=idempotent
-                )
-                status, payload = response.status, response.json()
-            except UnprocessableEntityError as exc:
-                status, payload = 422, exc.body
-            except BadRequestError as exc:
-                for i, item in enumerate(chunk):
-                    report.rejected.append(
-                        RejectedItem(item=items[offset + i], position=offset + i,
-                                     errors={"_": [exc.message]})
-                    )
-                continue
-            except (APIConnectionError, APIStatusError) as exc:
-                if isinstance(exc, APIStatusError) and exc.status in (401, 403, 404):
-                    raise
-                for i in range(len(chunk)):
-                    report.failed.append(
-                        FailedItem(item=items[offset + i], position=offset + i, reason=str(exc))
-                    )
-                continue
-            outcome = parse_batch(status, payload, chunk, offset)
-            report.accepted += outcome.accepted + len(outcome.unknown)
-            report.rejected.extend(
-                RejectedItem(item=items[r.position], position=r.position, errors=r.errors)
-                for r in outcome.rejected
+    def _sender(
+        self, operation: Operation, params: dict[str, str] | None
+    ) -> Callable[[bytes, bool, RequestStats], Awaitable[Response]]:
+        async def send(body: bytes, idempotent: bool, stats: RequestStats) -> Response:
+            return await self._transport.request(
+                operation,
+                operation.render(self._p(), self._ds_enc),
+                scope=self._ds,
+                params=params,
+                body=body,
+                idempotent=idempotent,
+                stats=stats,
             )
-            if outcome.raw is not None:
-                report.raw.append(outcome.raw)
-        report.elapsed = time.perf_counter() - started
-        return report
+
+        return send
 
 
 class DatasourceSpecs(_DatasourcePart):
@@ -171,7 +133,12 @@ class DatasourceContacts(_DatasourcePart):
     __slots__ = ()
 
     async def upsert(
-        self, items: Sequence[Any], *, sync: bool = False, dry_run: bool = False
+        self,
+        items: Sequence[Any],
+        *,
+        sync: bool = False,
+        dry_run: bool = False,
+        concurrency: int = 4,
     ) -> IngestReport:
         """Create or update contacts (keyed by ``_user_id``), 100 per request.
 
@@ -185,8 +152,43 @@ class DatasourceContacts(_DatasourcePart):
             AuthenticationError / PermissionDeniedError / NotFoundError: the token
                 cannot write to this datasource (nothing more is sent).
         """
-        return await self._send_batches(
-            _CONTACT_UPSERT, items, to_wire_items(items), idempotent=True, params=_flags(sync, dry_run)
+        _check_sequence(items)
+        return await run_ingest(
+            self._sender(_CONTACT_UPSERT, _flags(sync, dry_run)),
+            items,
+            kind="contacts",
+            concurrency=concurrency,
+        )
+
+    async def ingest(
+        self,
+        source: Source,
+        *,
+        concurrency: int = 8,
+        on_progress: ProgressCallback | None = None,
+        dead_letter: str | os.PathLike[str] | None = None,
+        sync: bool = False,
+    ) -> IngestReport:
+        """Upsert every contact of an iterable or async iterable, of any length.
+
+        Batches of 100, ``concurrency`` requests in flight, bounded memory. Every
+        item read ends in the report: accepted, rejected (with the server's
+        errors; never retried) or failed (transport or 5xx after the retry policy
+        gave up, with the reason). ``dead_letter`` writes rejected and failed items
+        as NDJSON; ``on_progress`` receives the live report after every batch.
+
+        Raises:
+            AuthenticationError / PermissionDeniedError / NotFoundError: the token
+                cannot write here; reading stops; the partial report is ``exc.report``.
+            asyncio.CancelledError: in-flight batches were let finish; ``exc.report``.
+        """
+        return await run_ingest(
+            self._sender(_CONTACT_UPSERT, _flags(sync, False)),
+            source,
+            kind="contacts",
+            concurrency=concurrency,
+            on_progress=on_progress,
+            dead_letter=dead_letter,
         )
 
     async def get(self, user_id: str) -> Contact:
@@ -220,6 +222,7 @@ class DatasourceEvents(_DatasourcePart):
         sync: bool = False,
         dry_run: bool = False,
         require_event_id: bool = True,
+        concurrency: int = 4,
     ) -> IngestReport:
         """Add events, 100 per request.
 
@@ -233,25 +236,52 @@ class DatasourceEvents(_DatasourcePart):
             ValueError: an event has no ``_event_id`` (names its position).
             TypeError: an item is neither a model nor a mapping.
         """
-        wire = to_wire_items(items)
-        idempotent = _all_have_event_id(wire, require_event_id)
-        return await self._send_batches(
-            _EVENTS_ADD, items, wire, idempotent=idempotent, params=_flags(sync, dry_run)
+        _check_sequence(items)
+        if require_event_id:
+            for position, item in enumerate(to_wire_items(items)):
+                if not item.get("_event_id"):
+                    raise ValueError(f"event at position {position}: {MISSING_EVENT_ID}")
+        return await run_ingest(
+            self._sender(_EVENTS_ADD, _flags(sync, dry_run)),
+            items,
+            kind="events",
+            concurrency=concurrency,
+            require_event_id=require_event_id,
+        )
+
+    async def ingest(
+        self,
+        source: Source,
+        *,
+        concurrency: int = 8,
+        on_progress: ProgressCallback | None = None,
+        dead_letter: str | os.PathLike[str] | None = None,
+        require_event_id: bool = True,
+    ) -> IngestReport:
+        """Add every event of an iterable or async iterable, of any length.
+
+        As ``contacts.ingest``. Events without an ``_event_id`` are rejected
+        before sending (a retry could duplicate them) unless
+        ``require_event_id=False``, in which case batches holding such events are
+        never retried once they may have reached the server.
+        """
+        return await run_ingest(
+            self._sender(_EVENTS_ADD, None),
+            source,
+            kind="events",
+            concurrency=concurrency,
+            on_progress=on_progress,
+            dead_letter=dead_letter,
+            require_event_id=require_event_id,
         )
 
 
-def _all_have_event_id(wire: Sequence[Any], required: bool) -> bool:
-    for position, item in enumerate(wire):
-        event_id = item.get("_event_id") if isinstance(item, dict) else None
-        if not event_id:
-            if required:
-                raise ValueError(
-                    f"event at position {position} has no _event_id: without it a retry "
-                    "could store the event twice (pass require_event_id=False to send "
-                    "such events without automatic retries)"
-                )
-            return False
-    return True
+def _check_sequence(items: Any) -> None:
+    if isinstance(items, (str, bytes, dict)) or not isinstance(items, Sequence):
+        raise TypeError(
+            f"items must be a sequence (list or tuple) of items, got {type(items).__name__}; "
+            "use ingest() for iterables and async iterables"
+        )
 
 
 class Datasource(_DatasourcePart):
