@@ -1,0 +1,153 @@
+"""Run the fake server standalone: ``python -m instasent_async.testing``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from ._server import FakeInstasent
+
+__all__ = ["build_parser", "is_loopback", "main", "serve"]
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+async def serve(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    allow_public: bool = False,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[FakeInstasent], None] | None = None,
+    **kwargs: Any,
+) -> None:
+    """Run a :class:`FakeInstasent` on ``host:port`` until ``stop`` is set or the task is
+    cancelled (SIGINT/SIGTERM set ``stop`` when running in the main thread on Unix).
+
+    ``kwargs`` go to :class:`FakeInstasent` (``rate_limit``, ``window``, ``batch_shape``,
+    ``clock_offset``, ``seed``, ``product_token``, ``datasource_token``...). ``on_ready``
+    is called with the started fake (it prints the base URL and tokens in :func:`main`).
+
+    Raises:
+        ValueError: ``host`` is not a loopback address and ``allow_public`` is false.
+        OSError: the address cannot be bound.
+    """
+    if not allow_public and not is_loopback(host):
+        raise ValueError(
+            f"refusing to listen on non-loopback host {host!r}: the fake server has no real "
+            "security; pass allow_public=True (--allow-public) if you mean it"
+        )
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread, or not supported by this platform/loop
+    try:
+        async with FakeInstasent(**kwargs) as fake:
+            await fake.start(host, port)
+            if on_ready is not None:
+                on_ready(fake)
+            await stop.wait()
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+def _rate_limit(text: str) -> int | None:
+    if text.lower() in ("none", "off", "0"):
+        return None
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1, or 'none'")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options of :func:`main`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m instasent_async.testing",
+        description="Run a fake Instasent API server (in-memory) until Ctrl-C.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument("--allow-public", action="store_true", help="allow a non-loopback --host")
+    parser.add_argument(
+        "--rate-limit", type=_rate_limit, default=600, help="per window per bucket, or none"
+    )
+    parser.add_argument("--window", type=float, default=60.0, help="window in seconds")
+    parser.add_argument(
+        "--batch-shape", choices=("documented", "activepieces"), default="documented"
+    )
+    parser.add_argument(
+        "--clock-offset", type=float, default=0.0, help="seconds added to the server clock"
+    )
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    parser.add_argument("--no-seed", action="store_true", help="start with no demo data")
+    parser.add_argument("--product-token", help="fixed product token (default: random)")
+    parser.add_argument("--datasource-token", help="fixed datasource token (default: random)")
+    return parser
+
+
+def _announce(fake: FakeInstasent, out: TextIO) -> None:
+    print(f"Fake Instasent listening on {fake.base_url}", file=out)
+    if fake.product_token:
+        print("project: proj_demo  datasources: ds_demo, ds_other", file=out)
+        print(f"product token: {fake.product_token}", file=out)
+        print(f"datasource token (ds_demo): {fake.datasource_token}", file=out)
+    print("Press Ctrl-C to stop.", file=out, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (0 after Ctrl-C, 2 on bad input)."""
+    args = build_parser().parse_args(argv)
+    if not args.allow_public and not is_loopback(args.host):
+        print(
+            f"error: refusing to listen on {args.host!r}: use --allow-public to serve "
+            "beyond loopback",
+            file=sys.stderr,
+        )
+        return 2
+
+    def ready(fake: FakeInstasent) -> None:
+        fake.latency = args.latency
+        _announce(fake, sys.stdout)
+
+    try:
+        asyncio.run(
+            serve(
+                args.host,
+                args.port,
+                allow_public=args.allow_public,
+                on_ready=ready,
+                rate_limit=args.rate_limit,
+                window=args.window,
+                batch_shape=args.batch_shape,
+                clock_offset=args.clock_offset,
+                seed=not args.no_seed,
+                product_token=args.product_token,
+                datasource_token=args.datasource_token,
+            )
+        )
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
