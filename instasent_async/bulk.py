@@ -180,11 +180,13 @@ class _Engine:
                 except TypeError:
                     wire.append(None)
             batch = _Batch(items, wire, positions, True)
-            bad = [i for i, w in enumerate(wire) if w is None]
-            for i in bad:
-                batch.wire[i] = repr(items[i])
-                self.fail(batch, f"not a mapping or a model: {type(items[i]).__qualname__}", [i])
-            batch.keep([i for i, w in enumerate(wire) if w is not None])
+            good = [i for i, w in enumerate(wire) if w is not None]
+            for i, w in enumerate(wire):
+                if w is None:
+                    batch.wire[i] = repr(items[i])
+                    reason = f"not a mapping or a model: {type(items[i]).__qualname__}"
+                    self.fail(batch, reason, [i])
+            batch.keep(good)
         if self.events:
             missing = [i for i, w in enumerate(batch.wire) if not _event_id(w)]
             if missing and self.require_event_id:
