@@ -239,6 +239,14 @@ class Project:
             return next((ds for ds in self.datasources.values() if ds.kind == "api"), None)
         return self.datasources.get(datasource_id)
 
+    def resolve_sender(self, sender_id: str) -> dict[str, Any] | None:
+        """A sender by id; ``default`` is the default sender, else the first active one."""
+        if sender_id == "default" and "default" not in self.senders:
+            if self.default_sender is not None:
+                return self.senders.get(self.default_sender)
+            return next((s for s in self.senders.values() if s.get("status") == "active"), None)
+        return self.senders.get(sender_id)
+
     # --- audience ---------------------------------------------------------------------
 
     def find_contact(self, identifier: str) -> dict[str, Any] | None:
