@@ -1,0 +1,59 @@
+"""attrs models of the Instasent API, one module per domain.
+
+Reserved wire fields drop their leading underscore (``_user_id`` -> ``user_id``),
+camelCase keys become snake_case, unknown keys are kept in ``extra`` and
+round-trip unchanged, and datetimes are timezone-aware. Convert with
+``instasent_async._convert.structure`` / ``unstructure``.
+"""
+
+from __future__ import annotations
+
+from .audience import Contact
+from .campaigns import Automation, Campaign
+from .events import AudienceEvent, Event
+from .ingest import BatchOutcome, FailedItem, IngestReport, RejectedItem
+from .project import DatasourceStats, Organization, Project, StreamInfo
+from .segments import Segment
+from .sms import SmsMessage, SmsSender
+from .specs import AttributeSpec, EventParameterSpec, EventTypeSpec
+
+__all__ = [
+    "WIRE_MODELS",
+    "AttributeSpec",
+    "AudienceEvent",
+    "Automation",
+    "BatchOutcome",
+    "Campaign",
+    "Contact",
+    "DatasourceStats",
+    "Event",
+    "EventParameterSpec",
+    "EventTypeSpec",
+    "FailedItem",
+    "IngestReport",
+    "Organization",
+    "Project",
+    "RejectedItem",
+    "Segment",
+    "SmsMessage",
+    "SmsSender",
+    "StreamInfo",
+]
+
+WIRE_MODELS: tuple[type, ...] = (
+    Contact,
+    Event,
+    AudienceEvent,
+    AttributeSpec,
+    EventTypeSpec,
+    EventParameterSpec,
+    Project,
+    Organization,
+    StreamInfo,
+    Segment,
+    Campaign,
+    Automation,
+    SmsSender,
+    SmsMessage,
+)
+"""Every model declared with wire fields (``DatasourceStats`` is handled on its own)."""
