@@ -1,0 +1,610 @@
+"""A small typed builder for audience and event query filters, and list-endpoint params.
+
+The builder is sugar: every method that takes a query also takes the wire dict
+(``instasent-api.md`` 5.3/5.4), and the builder produces exactly that dict::
+
+    from instasent_async.query import Q, AudienceQuery, EventQuery
+
+    q = AudienceQuery(
+        Q.all(Q.attr("_email").contains("yahoo"),
+              Q.any(Q.attr("plan").eq("pro"), Q.segment("seg_1"))),
+        sort_field="_date_updated", sort_asc=False, include_all_data=True,
+    )
+    q.to_dict()  # {"version": "0.0.1", "root": {"type": "group", "join": "and", ...}, ...}
+
+    EventQuery(Q.event("event-type").matches("order"), Q.event("created-at").in_last(7))
+
+Operators documented by Instasent: ``contains``, ``matches-string`` (``matches``,
+``eq``; ``has_all`` adds the leading ``"&&"`` token), ``exists``,
+``range-date-relative`` (``in_last``, ``date_relative``) and ``range-number``
+(``between``, ``gte``, ``lte``). ``not_exists`` (``"not-exists"``) and the shape
+of ``Q.segment`` / ``Q.group_event`` are inferred; ``Field.op`` and raw dict
+children cover anything else.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Union
+
+import attrs
+import orjson
+
+from .models._base import format_datetime
+
+__all__ = [
+    "DEFAULT_VERSION",
+    "AudienceQuery",
+    "Condition",
+    "EventQuery",
+    "Field",
+    "Group",
+    "Q",
+    "list_params",
+    "query_to_dict",
+]
+
+DEFAULT_VERSION: Final = "0.0.1"
+"""The query filter version the API documents."""
+
+_PERIODS: Final = frozenset({"second", "minute", "hour", "day", "week", "month", "year"})
+
+
+@attrs.frozen(slots=True)
+class Condition:
+    """One condition: ``{"type", "key", "operator", "values"}`` on the wire.
+
+    ``values`` is a tuple (sent as a list) or a mapping (sent as an object, for
+    the range operators).
+    """
+
+    type: str
+    key: str
+    operator: str
+    values: tuple[Any, ...] | Mapping[str, Any] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form of this condition (a new dict)."""
+        values = self.values
+        return {
+            "type": self.type,
+            "key": self.key,
+            "operator": self.operator,
+            "values": dict(values) if isinstance(values, Mapping) else list(values),
+        }
+
+
+Node = Union[Condition, "Group", Mapping[str, Any]]
+"""A child of a group: a condition, a group, or a raw wire dict (copied shallowly)."""
+
+
+@attrs.frozen(slots=True)
+class Group:
+    """Conditions joined by ``and`` / ``or`` (``type`` is ``group`` or ``group_event``)."""
+
+    join: str
+    children: tuple[Node, ...] = ()
+    type: str = "group"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form of this group (new dicts all the way down, raw children copied)."""
+        return {
+            "type": self.type,
+            "join": self.join,
+            "children": [_node_dict(child) for child in self.children],
+        }
+
+
+def _node_dict(node: Node) -> dict[str, Any]:
+    if isinstance(node, (Condition, Group)):
+        return node.to_dict()
+    if isinstance(node, Mapping):
+        return dict(node)
+    raise TypeError(
+        f"a query child must be a condition, a group or a dict, not {type(node).__name__}"
+    )
+
+
+def _check_key(key: object, what: str) -> str:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"{what} must be a non-empty string, got {key!r}")
+    return key
+
+
+def _check_number(value: object, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+
+
+@attrs.frozen(slots=True)
+class Field:
+    """A key to build conditions on; get one from ``Q.attr`` or ``Q.event``."""
+
+    type: str
+    key: str
+
+    def op(self, operator: str, values: Sequence[Any] | Mapping[str, Any] = ()) -> Condition:
+        """A condition with any operator and values, sent as given (the escape hatch).
+
+        Raises:
+            ValueError: ``operator`` is empty.
+        """
+        _check_key(operator, "operator")
+        if isinstance(values, Mapping):
+            return Condition(self.type, self.key, operator, dict(values))
+        if isinstance(values, (str, bytes)):
+            raise ValueError("values must be a sequence of values or a mapping, not a string")
+        return Condition(self.type, self.key, operator, tuple(values))
+
+    def contains(self, *values: Any) -> Condition:
+        """``contains``: the value contains any of ``values`` (substring)."""
+        return self.op("contains", values)
+
+    def matches(self, *values: Any) -> Condition:
+        """``matches-string``: the value is one of ``values``."""
+        return self.op("matches-string", values)
+
+    def eq(self, value: Any) -> Condition:
+        """Equal to ``value``: ``matches-string [value]``, or ``range-number`` for a number."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return self.between(value, value)
+        return self.matches(value)
+
+    def has_all(self, *values: Any) -> Condition:
+        """Multi-value attributes (tags): has every one of ``values`` (``["&&", ...]``).
+
+        Raises:
+            ValueError: no value given.
+        """
+        if not values:
+            raise ValueError("has_all() needs at least one value")
+        return self.op("matches-string", ("&&", *values))
+
+    def has_any(self, *values: Any) -> Condition:
+        """Multi-value attributes (tags): has at least one of ``values``."""
+        return self.matches(*values)
+
+    def exists(self) -> Condition:
+        """``exists``: the key has a value."""
+        return self.op("exists")
+
+    def not_exists(self) -> Condition:
+        """``not-exists``: the key has no value (operator name inferred, not documented)."""
+        return self.op("not-exists")
+
+    def between(self, lower: float | None = None, upper: float | None = None) -> Condition:
+        """``range-number``: ``lower <= value <= upper`` (either bound may be open).
+
+        Raises:
+            ValueError: both bounds are ``None``, or a bound is not a number.
+        """
+        if lower is None and upper is None:
+            raise ValueError("between() needs a lower or an upper bound")
+        for bound, what in ((lower, "lower"), (upper, "upper")):
+            if bound is not None:
+                _check_number(bound, what)
+        return self.op("range-number", {"lowerNumber": lower, "upperNumber": upper})
+
+    def gte(self, value: float) -> Condition:
+        """``range-number`` with only a lower bound."""
+        return self.between(value, None)
+
+    def lte(self, value: float) -> Condition:
+        """``range-number`` with only an upper bound."""
+        return self.between(None, value)
+
+    def in_last(self, amount: int, period: str = "day") -> Condition:
+        """``range-date-relative``: within the last ``amount`` ``period``\\s (up to now).
+
+        Raises:
+            ValueError: ``amount`` is not a positive int or ``period`` is unknown.
+        """
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise ValueError(f"amount must be a positive int, got {amount!r}")
+        if period not in _PERIODS:
+            raise ValueError(f"period must be one of {sorted(_PERIODS)}, got {period!r}")
+        return self.date_relative(lower=-amount, period=period)
+
+    def date_relative(
+        self,
+        *,
+        lower: int | None = None,
+        upper: int | None = None,
+        period: str = "day",
+        lower_period: str | None = None,
+        upper_period: str | None = None,
+        lower_exclude: bool = False,
+        upper_exclude: bool = False,
+        lower_rounding: bool = False,
+        upper_rounding: bool = False,
+    ) -> Condition:
+        """``range-date-relative`` with every knob: offsets relative to now, in periods.
+
+        ``lower=-30`` is "30 periods ago"; ``None`` leaves a bound open.
+
+        Raises:
+            ValueError: both offsets are ``None``.
+        """
+        if lower is None and upper is None:
+            raise ValueError("date_relative() needs a lower or an upper offset")
+        return self.op(
+            "range-date-relative",
+            {
+                "lowerOffset": lower,
+                "upperOffset": upper,
+                "lowerExcludeEquals": lower_exclude,
+                "upperExcludeEquals": upper_exclude,
+                "lowerRounding": lower_rounding,
+                "upperRounding": upper_rounding,
+                "lowerOffsetPeriod": lower_period or period,
+                "upperOffsetPeriod": upper_period or period,
+            },
+        )
+
+
+class Q:
+    """Entry points of the builder (all static)."""
+
+    @staticmethod
+    def attr(key: str) -> Field:
+        """A contact attribute (``_email``, ``_client_tags``, a custom key...).
+
+        Raises:
+            ValueError: ``key`` is empty.
+        """
+        return Field("attribute_condition", _check_key(key, "key"))
+
+    @staticmethod
+    def event(key: str) -> Field:
+        """An event field: ``event-type``, ``created-at`` or ``<event type>.<parameter>``.
+
+        Raises:
+            ValueError: ``key`` is empty.
+        """
+        return Field("event_condition", _check_key(key, "key"))
+
+    @staticmethod
+    def segment(*uids: str, operator: str = "matches-string", key: str = "segment") -> Condition:
+        """Membership of any of the segments ``uids`` (a ``segment_condition``).
+
+        The wire shape of segment conditions is not documented; this sends
+        ``{"type": "segment_condition", "key": "segment", "operator":
+        "matches-string", "values": [uids...]}``, adjustable with ``operator``/``key``.
+
+        Raises:
+            ValueError: no uid given, or an empty one.
+        """
+        if not uids:
+            raise ValueError("segment() needs at least one segment uid")
+        for uid in uids:
+            _check_key(uid, "segment uid")
+        return Condition("segment_condition", key, operator, tuple(uids))
+
+    @staticmethod
+    def all(*children: Node) -> Group:
+        """Every child must match (``join: "and"``)."""
+        return Group("and", children)
+
+    @staticmethod
+    def any(*children: Node) -> Group:
+        """At least one child must match (``join: "or"``)."""
+        return Group("or", children)
+
+    @staticmethod
+    def group_event(*children: Node, join: str = "and") -> Group:
+        """Event conditions that must hold for the same event (``type: "group_event"``)."""
+        return Group(join, children, type="group_event")
+
+
+def _root(conditions: tuple[Node, ...]) -> Node:
+    if len(conditions) == 1:
+        only = conditions[0]
+        if isinstance(only, Group) and only.type == "group":
+            return only
+        if isinstance(only, Mapping) and only.get("type") == "group":
+            return only
+    return Group("and", conditions)
+
+
+def _check_optional_int(value: object, what: str, minimum: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
+
+
+def _check_optional_bool(value: object, what: str) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"{what} must be a bool, got {value!r}")
+
+
+def _query_dict(
+    version: str | None,
+    root: Node,
+    limit: int | None,
+    offset: int | None,
+    sort_field: str | None,
+    sort_asc: bool | None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if version is not None:
+        out["version"] = version
+    out["root"] = _node_dict(root)
+    if limit is not None:
+        out["limit"] = limit
+    if offset is not None:
+        out["offset"] = offset
+    if sort_field is not None:
+        out["sortField"] = sort_field
+    if sort_asc is not None:
+        out["sortAsc"] = sort_asc
+    return out
+
+
+def _check_options(
+    limit: int | None, offset: int | None, sort_field: str | None, sort_asc: bool | None
+) -> None:
+    _check_optional_int(limit, "limit", 1)
+    _check_optional_int(offset, "offset", 0)
+    if sort_field is not None:
+        _check_key(sort_field, "sort_field")
+    _check_optional_bool(sort_asc, "sort_asc")
+
+
+@attrs.frozen(slots=True, init=False)
+class AudienceQuery:
+    """An audience query filter (``/audience/search``, ``/audience/scroll``, segment scroll).
+
+    Positional arguments are the conditions: several are joined with ``and``;
+    a single ``Q.all``/``Q.any`` group becomes the root itself; none matches every
+    contact. Options left as ``None`` are not sent (the server's defaults apply);
+    ``version=None`` omits the version key.
+    """
+
+    root: Node
+    limit: int | None
+    offset: int | None
+    sort_field: str | None
+    sort_asc: bool | None
+    include_all_data: bool | None
+    cursor: str | None
+    version: str | None
+
+    def __init__(
+        self,
+        *conditions: Node,
+        limit: int | None = None,
+        offset: int | None = None,
+        sort_field: str | None = None,
+        sort_asc: bool | None = None,
+        include_all_data: bool | None = None,
+        cursor: str | None = None,
+        version: str | None = DEFAULT_VERSION,
+    ) -> None:
+        """Build the query.
+
+        Raises:
+            ValueError: an option has the wrong type or range (the message names it).
+        """
+        _check_options(limit, offset, sort_field, sort_asc)
+        _check_optional_bool(include_all_data, "include_all_data")
+        self.__attrs_init__(
+            _root(conditions),
+            limit,
+            offset,
+            sort_field,
+            sort_asc,
+            include_all_data,
+            cursor,
+            version,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire dict (a new one on every call)."""
+        out = _query_dict(
+            self.version, self.root, self.limit, self.offset, self.sort_field, self.sort_asc
+        )
+        if self.include_all_data is not None:
+            out["includeAllData"] = self.include_all_data
+        if self.cursor is not None:
+            out["cursor"] = self.cursor
+        return out
+
+
+@attrs.frozen(slots=True, init=False)
+class EventQuery:
+    """An event query filter (``/event/search``, ``/event/scroll``).
+
+    Same rules as :class:`AudienceQuery` (without ``include_all_data``).
+    """
+
+    root: Node
+    limit: int | None
+    offset: int | None
+    sort_field: str | None
+    sort_asc: bool | None
+    cursor: str | None
+    version: str | None
+
+    def __init__(
+        self,
+        *conditions: Node,
+        limit: int | None = None,
+        offset: int | None = None,
+        sort_field: str | None = None,
+        sort_asc: bool | None = None,
+        cursor: str | None = None,
+        version: str | None = DEFAULT_VERSION,
+    ) -> None:
+        """Build the query.
+
+        Raises:
+            ValueError: an option has the wrong type or range (the message names it).
+        """
+        _check_options(limit, offset, sort_field, sort_asc)
+        self.__attrs_init__(_root(conditions), limit, offset, sort_field, sort_asc, cursor, version)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire dict (a new one on every call)."""
+        out = _query_dict(
+            self.version, self.root, self.limit, self.offset, self.sort_field, self.sort_asc
+        )
+        if self.cursor is not None:
+            out["cursor"] = self.cursor
+        return out
+
+
+def query_to_dict(
+    query: AudienceQuery | EventQuery | Condition | Group | Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The wire dict of any accepted query form, always a new top-level dict.
+
+    A mapping is copied shallowly (the caller's object is never mutated); a bare
+    condition or group is wrapped as the root of a versioned query; ``None`` is
+    the match-all query.
+
+    Raises:
+        TypeError: ``query`` is of another type.
+    """
+    if isinstance(query, Mapping):
+        return dict(query)
+    if isinstance(query, (AudienceQuery, EventQuery)):
+        return query.to_dict()
+    if query is None:
+        return {
+            "version": DEFAULT_VERSION,
+            "root": {"type": "group", "join": "and", "children": []},
+        }
+    if isinstance(query, (Condition, Group)):
+        return {"version": DEFAULT_VERSION, "root": _node_dict(_root((query,)))}
+    raise TypeError(
+        "query must be a dict, an AudienceQuery/EventQuery, a condition or a group, "
+        f"not {type(query).__name__}"
+    )
+
+
+# --- generic list endpoints (instasent-api.md 5.2) ---------------------------------------
+
+_OPERATORS: Final = frozenset({"eq", "neq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "like"})
+_RESERVED: Final = {
+    "_sort": "sort",
+    "_start": "start",
+    "_limit": "limit",
+    "_q": "q",
+    "_group": None,
+}
+
+
+def list_params(
+    *,
+    start: int | None = None,
+    limit: int | None = None,
+    sort: str | Sequence[str] | None = None,
+    q: Mapping[str, Any] | None = None,
+    filters: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """Query-string parameters of a list (index) endpoint.
+
+    - ``start``/``limit`` -> ``_start``/``_limit``, always both: ``limit`` alone
+      starts at 0; ``start`` without ``limit`` is an error.
+    - ``sort``: a field or fields; ``"-name"`` (or ``"name:-"``) sorts descending ->
+      ``_sort=name:-,surname``.
+    - ``q``: the JSON query filter, sent as ``_q`` (compact JSON).
+    - ``filters``: ``{"status_eq": "sent"}`` or ``{"status": "sent"}`` (``eq``; a
+      list value means ``in``). Keys ending in ``_eq``, ``_neq``, ``_ne``, ``_gt``,
+      ``_gte``, ``_lt``, ``_lte``, ``_in``, ``_nin`` or ``_like`` are sent as is.
+      Values: strings as is, numbers as text, booleans ``true``/``false``,
+      datetimes as UTC ISO 8601, lists as a JSON array.
+
+    Raises:
+        ValueError: an argument has the wrong type or value (the message names it).
+    """
+    params: dict[str, str] = {}
+    if start is not None or limit is not None:
+        if limit is None:
+            raise ValueError("start needs a limit: the API takes _start and _limit together")
+        _check_list_int(limit, "limit", 1)
+        _check_list_int(start if start is not None else 0, "start", 0)
+        params["_start"] = str(start if start is not None else 0)
+        params["_limit"] = str(limit)
+    if sort is not None:
+        params["_sort"] = _sort_param(sort)
+    if q is not None:
+        if not isinstance(q, Mapping):
+            raise ValueError(f"q must be a mapping (the JSON query filter), got {type(q).__name__}")
+        try:
+            params["_q"] = orjson.dumps(q).decode()
+        except TypeError as exc:
+            raise ValueError(f"q is not JSON-serialisable: {exc}") from None
+    if filters is not None:
+        if not isinstance(filters, Mapping):
+            raise ValueError(f"filters must be a mapping, got {type(filters).__name__}")
+        for key, value in filters.items():
+            name, text = _filter_param(key, value)
+            params[name] = text
+    return params
+
+
+def _check_list_int(value: object, what: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
+
+
+def _sort_param(sort: object) -> str:
+    if isinstance(sort, str):
+        fields: Sequence[object] = sort.split(",")
+    elif isinstance(sort, Sequence):
+        fields = sort
+    else:
+        raise ValueError(f"sort must be a string or a sequence of strings, got {sort!r}")
+    parts: list[str] = []
+    for field in fields:
+        if not isinstance(field, str):
+            raise ValueError(f"sort fields must be strings, got {field!r}")
+        text = field.strip()
+        if text.startswith("-"):
+            text = text[1:] + ":-"
+        elif text.startswith("+"):
+            text = text[1:]
+        name = text[:-2] if text.endswith((":-", ":+")) else text
+        if not name or "," in name or ":" in name:
+            raise ValueError(f"sort field {field!r} is not a field name")
+        parts.append(text)
+    if not parts:
+        raise ValueError("sort needs at least one field")
+    return ",".join(parts)
+
+
+def _filter_param(key: object, value: object) -> tuple[str, str]:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"filter names must be non-empty strings, got {key!r}")
+    if key in _RESERVED:
+        hint = _RESERVED[key]
+        advice = f": use the {hint}= argument" if hint else ""
+        raise ValueError(f"filters cannot set the reserved parameter {key!r}{advice}")
+    field, _, suffix = key.rpartition("_")
+    if not (field and suffix in _OPERATORS):
+        key = f"{key}_in" if isinstance(value, (list, tuple)) else f"{key}_eq"
+    return key, _filter_value(key, value)
+
+
+def _filter_value(key: str, value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, _dt.datetime):
+        return format_datetime(value)
+    if isinstance(value, _dt.date):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        try:
+            return orjson.dumps(list(value)).decode()
+        except TypeError as exc:
+            raise ValueError(f"filter {key!r}: the list is not JSON-serialisable: {exc}") from None
+    raise ValueError(
+        f"filter {key!r}: unsupported value {value!r} (use a str, number, bool, date or list)"
+    )
