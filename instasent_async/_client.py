@@ -103,9 +103,7 @@ class Instasent:
             )
         if governor is not None and on_event is not None:
             governor.add_listener(on_event)
-        pool = Pool(
-            session=session, max_connections=max_connections, trace_configs=trace_configs
-        )
+        pool = Pool(session=session, max_connections=max_connections, trace_configs=trace_configs)
         concurrency = max_concurrency if max_concurrency is not None else max_connections
         self._root = True
         self._options: dict[str, Any] = {
@@ -199,9 +197,7 @@ class Instasent:
         sibling = object.__new__(Instasent)
         sibling._root = False
         sibling._options = options
-        sibling._init(
-            transport, self._project_id if project is _UNSET else project, new_token
-        )
+        sibling._init(transport, self._project_id if project is _UNSET else project, new_token)
         return sibling
 
     # -- resources ---------------------------------------------------------------

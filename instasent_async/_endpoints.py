@@ -63,9 +63,7 @@ class Operation:
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "params", tuple(_PLACEHOLDER.findall(self.path)))
-        object.__setattr__(
-            self, "template", _PLACEHOLDER.sub("%s", self.path.replace("%", "%%"))
-        )
+        object.__setattr__(self, "template", _PLACEHOLDER.sub("%s", self.path.replace("%", "%%")))
         object.__setattr__(self, "datasource", "{datasource}" in self.path)
 
     def render(self, *encoded: str) -> str:
@@ -114,7 +112,9 @@ _TABLE: tuple[Operation, ...] = (
         "scroll",
         _LIST,
     ),
-    Operation("audience.sms_subscribe", "POST", _P + "/audience/stream/sms-subscribe", scope=_WRITE),
+    Operation(
+        "audience.sms_subscribe", "POST", _P + "/audience/stream/sms-subscribe", scope=_WRITE
+    ),
     Operation(
         "audience.sms_unsubscribe", "POST", _P + "/audience/stream/sms-unsubscribe", scope=_WRITE
     ),
@@ -153,7 +153,9 @@ _TABLE: tuple[Operation, ...] = (
     Operation("segments.get", "GET", _P + "/segment/{segment_uid}"),
     # 6.7 campaigns, 6.8 automations
     Operation("campaigns.list", "GET", _P + "/campaign", scope="PROJECT_CAMPAIGN_READ"),
-    Operation("campaigns.get", "GET", _P + "/campaign/{campaign_id}", scope="PROJECT_CAMPAIGN_READ"),
+    Operation(
+        "campaigns.get", "GET", _P + "/campaign/{campaign_id}", scope="PROJECT_CAMPAIGN_READ"
+    ),
     Operation("automations.list", "GET", _P + "/automation", scope="PROJECT_AUTOMATION_READ"),
     Operation(
         "automations.get",

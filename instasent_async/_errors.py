@@ -104,7 +104,9 @@ class APIStatusError(InstasentError):
         method: str = "",
         path: str = "",
     ) -> None:
-        super().__init__(f"{status} {message} ({method} {path})" if method else f"{status} {message}")
+        super().__init__(
+            f"{status} {message} ({method} {path})" if method else f"{status} {message}"
+        )
         self.status = status
         self.message = message
         self.body = body

@@ -43,7 +43,8 @@ TokenSource = str | Callable[[], Awaitable[str]]
 
 DEFAULT_BASE_URL: Final = "https://api.instasent.com/v1"
 DEFAULT_USER_AGENT: Final = (
-    f"instasent-async/{__version__} Python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
+    f"instasent-async/{__version__} "
+    f"Python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
 )
 _JSON_CT: Final = "application/json"
 
@@ -126,7 +127,7 @@ class Pool:
     is never closed by us.
     """
 
-    __slots__ = ("_closed", "_connect_kwargs", "_loop", "_owned", "_session", "_trace_configs")
+    __slots__ = ("_closed", "_loop", "_max_connections", "_owned", "_session", "_trace_configs")
 
     def __init__(
         self,
@@ -139,7 +140,7 @@ class Pool:
         self._owned = session is None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self._connect_kwargs = {"limit": max_connections, "limit_per_host": max_connections}
+        self._max_connections = max_connections
         self._trace_configs = list(trace_configs) if trace_configs else None
         if session is not None:
             self._loop = getattr(session, "_loop", None)
@@ -166,7 +167,9 @@ class Pool:
         if session is None:
             if self._closed:
                 raise ConfigurationError("this Instasent client is closed")
-            connector = aiohttp.TCPConnector(**self._connect_kwargs)
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, limit_per_host=self._max_connections
+            )
             session = aiohttp.ClientSession(
                 connector=connector,
                 trace_configs=self._trace_configs,
@@ -356,7 +359,9 @@ class Transport:
                             session, method, url, headers, body
                         )
                 else:
-                    status, resp_headers, raw = await self._send(session, method, url, headers, body)
+                    status, resp_headers, raw = await self._send(
+                        session, method, url, headers, body
+                    )
             except asyncio.CancelledError:
                 if governor is not None:
                     governor.release(permit, None, None)  # type: ignore[arg-type]
@@ -490,4 +495,3 @@ def make_timeout(timeout: float | aiohttp.ClientTimeout | None) -> aiohttp.Clien
     if timeout <= 0:
         raise ConfigurationError(f"timeout must be positive, got {timeout!r}")
     return aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10.0))
-

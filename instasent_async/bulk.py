@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from typing import IO, Any, Literal
 
 import attrs
@@ -80,8 +80,9 @@ class _DeadLetter:
         self._path = path
         self._file: IO[bytes] | None = None
 
-    def write(self, status: Literal["rejected", "failed"], position: int, item: Any,
-              detail: Any) -> None:
+    def write(
+        self, status: Literal["rejected", "failed"], position: int, item: Any, detail: Any
+    ) -> None:
         if self._file is None:
             self._file = open(self._path, "wb")  # noqa: SIM115 - closed in close()
         key = "errors" if status == "rejected" else "reason"
@@ -191,8 +192,12 @@ class _Engine:
             missing = [i for i, w in enumerate(batch.wire) if not _event_id(w)]
             if missing and self.require_event_id:
                 for i in missing:
-                    self.reject(batch.items[i], batch.positions[i],
-                                {"_event_id": [MISSING_EVENT_ID]}, batch.wire[i])
+                    self.reject(
+                        batch.items[i],
+                        batch.positions[i],
+                        {"_event_id": [MISSING_EVENT_ID]},
+                        batch.wire[i],
+                    )
                 gone = set(missing)
                 batch.keep([i for i in range(len(batch.items)) if i not in gone])
             elif missing:
@@ -325,7 +330,9 @@ class _Engine:
             raise error
         return self.report
 
-    async def finish(self, workers: list[asyncio.Future[None]], failure: BaseException | None) -> None:
+    async def finish(
+        self, workers: Sequence[asyncio.Future[None]], failure: BaseException | None
+    ) -> None:
         """Let queued and in-flight batches finish, then stop the workers."""
         if failure is not None:
             # Stop reading: batches already queued are not sent, in-flight ones finish.
@@ -387,7 +394,9 @@ async def run_ingest(
         or not isinstance(batch_size, int)
         or not 1 <= batch_size <= BATCH_SIZE
     ):
-        raise ValueError(f"batch_size must be an integer from 1 to {BATCH_SIZE}, got {batch_size!r}")
+        raise ValueError(
+            f"batch_size must be an integer from 1 to {BATCH_SIZE}, got {batch_size!r}"
+        )
     if isinstance(source, (str, bytes)) or not isinstance(source, (Iterable, AsyncIterable)):
         raise TypeError(
             f"source must be an iterable or async iterable of items, got {type(source).__name__}"

@@ -189,8 +189,12 @@ async def test_events_without_event_id_are_rejected_unsent_unless_opted_out() ->
 
 async def test_positions_stay_exact_when_items_are_set_aside_mid_batch() -> None:
     events: list[Any] = [
-        {"_user_id": "u", "_event_type": "t", "_event_id": f"e{i}",
-         "_email": "x" if i == 4 else "a@b"}
+        {
+            "_user_id": "u",
+            "_event_type": "t",
+            "_event_id": f"e{i}",
+            "_email": "x" if i == 4 else "a@b",
+        }
         for i in range(6)
     ]
     events[1] = 42  # not an item at all
@@ -228,14 +232,17 @@ async def test_dead_letter_file_holds_rejected_and_failed_items(tmp_path: Path) 
             raise errors.APIConnectionError("connection reset")
         return response(202, documented(items, lambda i: "@" not in i["_email"]))
 
-    report = await run_ingest(send, contacts(150), kind="contacts", concurrency=1,
-                              dead_letter=path)
+    report = await run_ingest(send, contacts(150), kind="contacts", concurrency=1, dead_letter=path)
     lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
     assert len(lines) == len(report.failed) + len(report.rejected) == 100 + 7
     failed = [x for x in lines if x["status"] == "failed"]
     rejected = [x for x in lines if x["status"] == "rejected"]
-    assert failed[0] == {"position": 0, "status": "failed", "reason": "connection reset",
-                         "item": {"_user_id": "u0", "_email": "broken"}}
+    assert failed[0] == {
+        "position": 0,
+        "status": "failed",
+        "reason": "connection reset",
+        "item": {"_user_id": "u0", "_email": "broken"},
+    }
     assert rejected[0]["errors"] == {"_email": ["Invalid format"]}
     assert rejected[0]["item"]["_user_id"] == "u105"
 
@@ -248,8 +255,9 @@ async def test_progress_callback_sees_running_counts_and_its_errors_are_containe
         if len(seen) == 2:
             raise RuntimeError("bad callback")
 
-    report = await run_ingest(Recorder(), contacts(350), kind="contacts", concurrency=1,
-                              on_progress=progress)
+    report = await run_ingest(
+        Recorder(), contacts(350), kind="contacts", concurrency=1, on_progress=progress
+    )
     assert report.accepted == 350
     assert seen[:4] == [100, 200, 300, 350]
 

@@ -106,8 +106,12 @@ async def test_search_by_email_is_empty_on_404(mocked: Any, client: Instasent) -
 async def test_datasource_info_and_stats(mocked: Any, client: Instasent) -> None:
     mocked.get(
         f"{DS}/stream",
-        payload={"organization": {"id": "o"}, "project": {"uid": "proj_demo"},
-                 "datasource": {"id": "ds_demo"}, "stream": {"id": "s"}},
+        payload={
+            "organization": {"id": "o"},
+            "project": {"uid": "proj_demo"},
+            "datasource": {"id": "ds_demo"},
+            "stream": {"id": "s"},
+        },
     )
     mocked.get(f"{DS}/stats", payload={"entity": {"contacts": 3}})
     ds = client.datasource("ds_demo")
@@ -155,12 +159,24 @@ async def test_contacts_get_and_delete(mocked: Any, client: Instasent) -> None:
 
 async def test_events_add_sends_the_wire_array(mocked: Any, client: Instasent) -> None:
     events = [
-        {"_user_id": "u1", "_event_id": "e1", "_event_type": "page_view",
-         "_event_parameters": {"url": "/"}},
+        {
+            "_user_id": "u1",
+            "_event_id": "e1",
+            "_event_type": "page_view",
+            "_event_parameters": {"url": "/"},
+        },
     ]
-    mocked.post(f"{DS}/stream/events", status=202,
-                payload={"entity": {"successful": 1, "failed": 0,
-                                    "items": [{"status": "success", "_event_id": "e1"}]}})
+    mocked.post(
+        f"{DS}/stream/events",
+        status=202,
+        payload={
+            "entity": {
+                "successful": 1,
+                "failed": 0,
+                "items": [{"status": "success", "_event_id": "e1"}],
+            }
+        },
+    )
     report = await client.datasource("ds_demo").events.add(events)
     call = only_request(mocked, "POST", f"{DS}/stream/events")
     assert sent_json(call) == events
@@ -170,8 +186,10 @@ async def test_events_add_sends_the_wire_array(mocked: Any, client: Instasent) -
 async def test_events_without_event_id_are_refused_before_sending(
     mocked: Any, client: Instasent
 ) -> None:
-    events = [{"_user_id": "u1", "_event_id": "e1", "_event_type": "t"},
-              {"_user_id": "u1", "_event_type": "t"}]
+    events = [
+        {"_user_id": "u1", "_event_id": "e1", "_event_type": "t"},
+        {"_user_id": "u1", "_event_type": "t"},
+    ]
     with pytest.raises(ValueError, match="event at position 1: missing _event_id"):
         await client.datasource("ds_demo").events.add(events)
     assert not mocked.requests

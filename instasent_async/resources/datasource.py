@@ -74,8 +74,11 @@ class _DatasourcePart(Resource):
         body: bytes | None = None,
         idempotent: bool | None = None,
     ) -> Any:
-        encoded = [self._p(), self._ds_enc, *(encode_segment(s, n) for s, n in
-                                             zip(segments, operation.params[2:]))]
+        encoded = [
+            self._p(),
+            self._ds_enc,
+            *(encode_segment(s, n) for s, n in zip(segments, operation.params[2:], strict=True)),
+        ]
         return await self._transport.request(
             operation,
             operation.render(*encoded),
