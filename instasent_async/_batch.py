@@ -74,6 +74,9 @@ def parse_batch(status: int, body: Any, items: Sequence[Any], offset: int) -> Ba
         _read_entity_shape({"items": body}, items, fates, state)
     else:
         state.unmapped = body not in (None, "", b"")
+        message = _message(body)
+        if status == 422 and message:
+            state.general = {"_": [message]}
     return _settle(fates, items, offset, state)
 
 
