@@ -21,9 +21,10 @@ def next_cursor(payload: Any) -> str | None:
     """The next-page cursor of a scroll response: ``cursor``, ``meta.cursor`` or ``scrollId``."""
     if not isinstance(payload, dict):
         return None
+    meta = payload.get("meta")
     for value in (
         payload.get("cursor"),
-        (payload.get("meta") or {}).get("cursor") if isinstance(payload.get("meta"), dict) else None,
+        meta.get("cursor") if isinstance(meta, dict) else None,
         payload.get("scrollId"),
     ):
         if isinstance(value, str) and value:
@@ -39,11 +40,24 @@ class ScrollIterator(Generic[T], AsyncIterator[T]):
     ``async for item in iterator`` yields every item; ``async for page in
     iterator.pages()`` yields whole pages. ``cursor`` is the cursor of the next
     page to fetch: persist it after finishing a page and pass it back as
-    ``cursor=`` to resume later. The scroll ends on a null or missing cursor or an
-    empty page.
+    ``cursor=`` to resume later. The scroll ends on a null or missing cursor, an
+    empty page, or a cursor equal to the one just sent.
+
+    A request is sent only from inside the iteration, so breaking out early
+    leaves nothing in flight; a failed page leaves ``cursor`` where it was, so
+    iterating again (or resuming from ``cursor``) retries that page.
     """
 
-    __slots__ = ("_buffer", "_convert", "_cursor", "_done", "_extract", "_fetch", "_page_size", "pages_fetched")
+    __slots__ = (
+        "_buffer",
+        "_convert",
+        "_cursor",
+        "_done",
+        "_extract",
+        "_fetch",
+        "_page_size",
+        "pages_fetched",
+    )
 
     def __init__(
         self,
@@ -65,8 +79,17 @@ class ScrollIterator(Generic[T], AsyncIterator[T]):
 
     @property
     def cursor(self) -> str | None:
-        """The cursor of the next page (``None`` before the first page or after the last)."""
+        """The cursor of the next page to fetch.
+
+        ``None`` before the first page of a fresh scroll and after the last page;
+        the ``cursor=`` given when resuming, until its page is fetched.
+        """
         return self._cursor
+
+    @property
+    def page_size(self) -> int:
+        """The ``limit`` sent with every page request."""
+        return self._page_size
 
     @property
     def done(self) -> bool:
@@ -116,7 +139,8 @@ class OffsetPager(Generic[T]):
     """A list call: ``await`` it for the first page, ``async for`` it for every item.
 
     Pages with ``_start``/``_limit`` and holds one page in memory; iteration ends
-    on a page shorter than the page size.
+    on a page shorter than the page size (or longer: a server that ignores
+    ``_limit`` sent everything at once). ``pages()`` yields whole pages.
     """
 
     __slots__ = ("_convert", "_extract", "_fetch", "_limit", "_start")
@@ -144,12 +168,17 @@ class OffsetPager(Generic[T]):
         return [self._convert(item) for item in self._extract(payload)]
 
     async def __aiter__(self) -> AsyncIterator[T]:
-        start = self._start
-        while True:
-            payload = await self._fetch(start, self._limit)
-            page = self._extract(payload)
+        async for page in self.pages():
             for item in page:
-                yield self._convert(item)
-            if len(page) < self._limit:
+                yield item
+
+    async def pages(self) -> AsyncIterator[list[T]]:
+        """Yield every page from ``start`` on, one request per page."""
+        start, limit, convert = self._start, self._limit, self._convert
+        while True:
+            page = self._extract(await self._fetch(start, limit))
+            if page:
+                yield [convert(item) for item in page]
+            if len(page) != limit:
                 return
-            start += len(page)
+            start += limit

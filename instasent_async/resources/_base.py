@@ -93,6 +93,22 @@ class Resource:
             )
         return self._project_enc
 
+    def _path(self, operation: Operation, *segments: object) -> str:
+        """The operation's encoded path: the project first, then ``segments`` in order.
+
+        Raises:
+            ValueError: a segment is empty. TypeError: a segment is not a str or int.
+            ConfigurationError: the operation needs a project and the client has none.
+        """
+        encoded: list[str] = []
+        values = iter(segments)
+        for name in operation.params:
+            if name == "project":
+                encoded.append(self._p())
+            else:
+                encoded.append(encode_segment(next(values), name))
+        return operation.render(*encoded)
+
     async def _call(
         self,
         operation: Operation,
@@ -103,15 +119,25 @@ class Resource:
         idempotent: bool | None = None,
     ) -> Response:
         """Render the operation's path (project first, then ``segments``) and send it."""
-        names = operation.params
-        encoded: list[str] = []
-        values = iter(segments)
-        for name in names:
-            if name == "project":
-                encoded.append(self._p())
-            else:
-                encoded.append(encode_segment(next(values), name))
-        path = operation.render(*encoded)
+        return await self._send(
+            operation,
+            self._path(operation, *segments),
+            params=params,
+            json=json,
+            scope=scope,
+            idempotent=idempotent,
+        )
+
+    async def _send(
+        self,
+        operation: Operation,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        scope: str = "org",
+        idempotent: bool | None = None,
+    ) -> Response:
         return await self._transport.request(
             operation, path, scope=scope, params=params, json=json, idempotent=idempotent
         )
@@ -132,17 +158,21 @@ class Resource:
         filters: Mapping[str, Any] | None = None,
         extra_params: Mapping[str, str] | None = None,
     ) -> OffsetPager[T]:
-        """A list call with the generic query filter (``_start``/``_limit``/``_sort``/...)."""
+        """A list call with the generic query filter (``_start``/``_limit``/``_sort``/...).
+
+        Every argument (ids included) is checked here, before any request.
+        """
         check_page_size(limit, MAX_LIST_PAGE, "limit")
         if isinstance(start, bool) or not isinstance(start, int) or start < 0:
             raise ValueError(f"start must be a non-negative integer, got {start!r}")
+        path = self._path(operation, *segments)
         base = list_params(sort=sort, q=q, filters=filters)
         if extra_params:
             base.update(extra_params)
 
         async def fetch(offset: int, size: int) -> Any:
             params = {**base, "_start": str(offset), "_limit": str(size)}
-            return (await self._call(operation, *segments, params=params)).json()
+            return (await self._send(operation, path, params=params)).json()
 
         return OffsetPager(
             fetch, entities_of, lambda item: structure(item, cls), start=start, limit=limit
@@ -154,21 +184,34 @@ class Resource:
         operation: Operation,
         *segments: object,
         query: Any,
-        page_size: int,
+        page_size: int | None,
         cursor: str | None,
         params: Mapping[str, str] | None = None,
     ) -> ScrollIterator[T]:
-        """A cursor scroll over ``operation`` with a query-filter body."""
-        check_page_size(page_size, MAX_SCROLL_PAGE, "page_size")
+        """A cursor scroll over ``operation`` with a query-filter body.
+
+        ``page_size`` defaults to the query's own ``limit``, else 100; a ``cursor``
+        carried by the query is where the scroll starts unless ``cursor=`` is given.
+        Every argument is checked here, before any request.
+        """
+        body = query_to_dict(query)
+        query_cursor = body.pop("cursor", None)
+        what = "page_size"
+        if page_size is None:
+            page_size = body.get("limit", MAX_SCROLL_PAGE)
+            what = "page_size (the query's limit)"
+        check_page_size(page_size, MAX_SCROLL_PAGE, what)
+        if cursor is None:
+            cursor = query_cursor
         if cursor is not None and (not isinstance(cursor, str) or not cursor):
             raise ValueError("cursor must be a non-empty string or None")
-        body = query_to_dict(query)
+        path = self._path(operation, *segments)
 
         async def fetch(next_cursor: str | None, size: int) -> Any:
             page_body = {**body, "limit": size}
             if next_cursor is not None:
                 page_body["cursor"] = next_cursor
-            return (await self._call(operation, *segments, json=page_body, params=params)).json()
+            return (await self._send(operation, path, json=page_body, params=params)).json()
 
         return ScrollIterator(
             fetch,
@@ -179,11 +222,28 @@ class Resource:
         )
 
     async def _search(
-        self, cls: type[T], operation: Operation, query: Any, limit: int, offset: int | None
+        self,
+        cls: type[T],
+        operation: Operation,
+        query: Any,
+        limit: int | None,
+        offset: int | None,
     ) -> list[T]:
-        """A capped search (<= 50 results) with a query-filter body."""
-        check_page_size(limit, MAX_SEARCH, "limit")
-        body = {**query_to_dict(query), "limit": limit}
+        """A capped search (<= 50 results) with a query-filter body.
+
+        ``limit`` and ``offset`` default to the query's own values; the limit
+        then defaults to 50.
+        """
+        body = query_to_dict(query)
+        body.pop("cursor", None)
+        what = "limit"
+        if limit is None:
+            limit = body.get("limit", MAX_SEARCH)
+            what = "limit (the query's limit)"
+        check_page_size(limit, MAX_SEARCH, what)
+        body["limit"] = limit
+        if offset is None:
+            offset = body.pop("offset", None)
         if offset is not None:
             if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
                 raise ValueError(f"offset must be a non-negative integer, got {offset!r}")

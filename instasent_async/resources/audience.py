@@ -9,7 +9,7 @@ from .._endpoints import Operation
 from .._errors import NotFoundError
 from .._pagination import ScrollIterator
 from ..models import AudienceEvent, Contact
-from ._base import MAX_SCROLL_PAGE, MAX_SEARCH, Resource, entities_of, op
+from ._base import Resource, entities_of, op
 
 __all__ = ["AudienceResource"]
 
@@ -74,45 +74,58 @@ class AudienceResource(Resource):
         return [structure(item, Contact) for item in entities_of(payload)]
 
     async def search(
-        self, query: Any = None, *, limit: int = MAX_SEARCH, offset: int | None = None
+        self, query: Any = None, *, limit: int | None = None, offset: int | None = None
     ) -> list[Contact]:
         """Contacts matching an audience query filter: at most 50, no paging.
 
         ``query`` is the wire-format dict (instasent-api.md 5.3), an
         ``AudienceQuery``/condition from ``instasent_async.query``, or ``None``
-        (every contact). Use ``scroll`` to read more than 50.
+        (every contact). ``limit``/``offset`` default to the query's own, the
+        limit then to 50. Use ``scroll`` to read more than 50.
 
         Raises:
-            ValueError: ``limit`` outside 1..50 or a negative ``offset``.
+            ValueError: ``limit`` outside 1..50 or a negative ``offset`` (before sending).
             BadRequestError: the server rejected the filter.
+            PermissionDeniedError: the token lacks PROJECT_AUDIENCE_READ.
         """
         return await self._search(Contact, _SEARCH, query, limit, offset)
 
     def scroll(
-        self, query: Any = None, *, page_size: int = MAX_SCROLL_PAGE, cursor: str | None = None
+        self,
+        query: Any = None,
+        *,
+        page_size: int | None = None,
+        cursor: str | None = None,
     ) -> ScrollIterator[Contact]:
         """Every contact matching the filter, one page (<= 100) in memory at a time.
 
-        Pass ``cursor=`` (from a previous iterator's ``.cursor``) to resume.
+        ``page_size`` defaults to the query's ``limit``, else 100. Pass ``cursor=``
+        (a previous iterator's ``.cursor``, saved after a whole page) to resume.
+        Requests are sent only while you iterate: breaking out early leaves none
+        in flight.
 
         Raises:
-            ValueError: ``page_size`` outside 1..100 (raised immediately).
+            ValueError: ``page_size`` outside 1..100 or an empty cursor (raised
+                immediately, before any request).
+            PermissionDeniedError: (while iterating) the token lacks PROJECT_AUDIENCE_LIST.
         """
         return self._scroll(Contact, _SCROLL, query=query, page_size=page_size, cursor=cursor)
 
     async def events(self, audience_id: str) -> list[AudienceEvent]:
         """The contact's latest events (every event type flattened into one list).
 
+        Accepts a flat list (``entities``) or events classified by type
+        (``{"entity": {"<type>": [...]}}``); in the latter an event without its
+        own type gets the type it was classified under.
+
         Raises:
+            ValueError: ``audience_id`` is empty.
             NotFoundError: no such contact.
+            PermissionDeniedError: the token lacks PROJECT_AUDIENCE_DATA_EVENTS.
         """
         payload = (await self._call(_EVENTS, audience_id)).json()
-        items = entities_of(payload)
-        if not items and isinstance(payload, dict):
-            # Some answers classify events by type: {"entity": {"<type>": [...]}}
-            grouped = payload.get("entity")
-            if isinstance(grouped, dict) and all(isinstance(v, list) for v in grouped.values()):
-                items = [event for events in grouped.values() for event in events]
+        grouped = _grouped_events(payload)
+        items = entities_of(payload) if grouped is None else grouped
         return [structure(item, AudienceEvent) for item in items]
 
     async def sms_subscribe(self, audience_id: str, *, sync: bool = False) -> None:
@@ -164,6 +177,23 @@ class AudienceResource(Resource):
         if not isinstance(audience_id, str) or not audience_id.strip():
             raise ValueError("audience_id must be a non-empty string")
         await self._call(operation, json=body, params=_SYNC if sync else None)
+
+
+def _grouped_events(payload: Any) -> list[Any] | None:
+    """The events of a by-type answer (``{"entity"|"entities": {type: [...]}}``), else None."""
+    if not isinstance(payload, dict):
+        return None
+    for key in ("entity", "entities"):
+        grouped = payload.get(key)
+        if isinstance(grouped, dict) and all(isinstance(v, list) for v in grouped.values()):
+            return [
+                event
+                if not isinstance(event, dict) or "event-type" in event or "_event_type" in event
+                else {"event-type": event_type, **event}
+                for event_type, events in grouped.items()
+                for event in events
+            ]
+    return None
 
 
 def _unsubscribe_body(

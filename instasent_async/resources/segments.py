@@ -8,7 +8,7 @@ from typing import Any
 from .._convert import structure
 from .._pagination import OffsetPager, ScrollIterator
 from ..models import Contact, Segment
-from ._base import MAX_LIST_PAGE, MAX_SCROLL_PAGE, Resource, entity_of, op
+from ._base import MAX_LIST_PAGE, Resource, entity_of, op
 
 __all__ = ["SegmentsResource"]
 
@@ -80,13 +80,20 @@ class SegmentsResource(Resource):
         query: Any = None,
         *,
         parameter: str | Sequence[str] | None = None,
-        page_size: int = MAX_SCROLL_PAGE,
+        page_size: int | None = None,
         cursor: str | None = None,
     ) -> ScrollIterator[Contact]:
         """Every contact of the segment (optionally filtered), one page in memory.
 
+        ``parameter`` is the dynamic-segment value (``"a|b"`` or a list);
+        ``page_size`` defaults to the query's ``limit``, else 100; ``cursor=``
+        resumes from a saved ``.cursor``.
+
         Raises:
-            ValueError: empty ``uid`` or ``page_size`` outside 1..100 (immediately).
+            ValueError: empty ``uid``/``parameter``/cursor or ``page_size`` outside
+                1..100 (immediately, before any request).
+            NotFoundError: (while iterating) no such segment.
+            PermissionDeniedError: (while iterating) the token lacks PROJECT_AUDIENCE_LIST.
         """
         if not isinstance(uid, str) or not uid.strip():
             raise ValueError("segment uid must be a non-empty string")

@@ -32,9 +32,7 @@ def _check_utm_term(utm_term: str | None) -> None:
     if not isinstance(utm_term, str) or not utm_term.strip():
         raise ValueError("utm_term must be a non-empty string or None")
     if len(utm_term) > MAX_UTM_TERM:
-        raise ValueError(
-            f"utm_term must be at most {MAX_UTM_TERM} characters, got {len(utm_term)}"
-        )
+        raise ValueError(f"utm_term must be at most {MAX_UTM_TERM} characters, got {len(utm_term)}")
 
 
 def _check_index(value: int, what: str) -> None:
@@ -108,7 +106,13 @@ class SmsResource(Resource):
     ) -> OffsetPager[SmsMessage]:
         """SMS of one send."""
         return self._pager(
-            SmsMessage, _BY_SEND, send_id, start=start, limit=limit, sort=sort, q=q,
+            SmsMessage,
+            _BY_SEND,
+            send_id,
+            start=start,
+            limit=limit,
+            sort=sort,
+            q=q,
             filters=filters,
         )
 
@@ -126,8 +130,15 @@ class SmsResource(Resource):
         """SMS of one campaign option (``option_idx`` is 0-based)."""
         _check_index(option_idx, "option_idx")
         return self._pager(
-            SmsMessage, _BY_CAMPAIGN, campaign_id, option_idx, start=start, limit=limit,
-            sort=sort, q=q, filters=filters,
+            SmsMessage,
+            _BY_CAMPAIGN,
+            campaign_id,
+            option_idx,
+            start=start,
+            limit=limit,
+            sort=sort,
+            q=q,
+            filters=filters,
         )
 
     def list_by_automation(
@@ -144,8 +155,15 @@ class SmsResource(Resource):
         """SMS of one automation message (``message_idx`` is 0-based)."""
         _check_index(message_idx, "message_idx")
         return self._pager(
-            SmsMessage, _BY_AUTOMATION, automation_id, message_idx, start=start, limit=limit,
-            sort=sort, q=q, filters=filters,
+            SmsMessage,
+            _BY_AUTOMATION,
+            automation_id,
+            message_idx,
+            start=start,
+            limit=limit,
+            sort=sort,
+            q=q,
+            filters=filters,
         )
 
     def list_direct(
@@ -169,7 +187,13 @@ class SmsResource(Resource):
                 SmsMessage, _DIRECT, start=start, limit=limit, sort=sort, q=q, filters=filters
             )
         return self._pager(
-            SmsMessage, _DIRECT_UTM, utm_term, start=start, limit=limit, sort=sort, q=q,
+            SmsMessage,
+            _DIRECT_UTM,
+            utm_term,
+            start=start,
+            limit=limit,
+            sort=sort,
+            q=q,
             filters=filters,
         )
 
