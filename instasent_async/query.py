@@ -17,9 +17,9 @@ The builder is sugar: every method that takes a query also takes the wire dict
 Operators documented by Instasent: ``contains``, ``matches-string`` (``matches``,
 ``eq``; ``has_all`` adds the leading ``"&&"`` token), ``exists``,
 ``range-date-relative`` (``in_last``, ``date_relative``) and ``range-number``
-(``between``, ``gte``, ``lte``). ``not_exists`` (``"not-exists"``) and the shape
-of ``Q.segment`` / ``Q.group_event`` are inferred; ``Field.op`` and raw dict
-children cover anything else.
+(``between``, ``gte``, ``lte``). ``not_exists`` (``"not-exists"``) and the shapes
+of ``Q.segment`` / ``Q.group_event`` are inferred (and match ``FakeInstasent``);
+``Field.op`` and raw dict children cover anything else.
 """
 
 from __future__ import annotations
@@ -81,19 +81,25 @@ Node = Union[Condition, "Group", Mapping[str, Any]]
 
 @attrs.frozen(slots=True)
 class Group:
-    """Conditions joined by ``and`` / ``or`` (``type`` is ``group`` or ``group_event``)."""
+    """Children joined by ``and`` / ``or``.
+
+    ``type`` is ``group``, or ``group_event`` for event conditions that must hold
+    for one event, whose ``key`` is then the event type.
+    """
 
     join: str
     children: tuple[Node, ...] = ()
     type: str = "group"
+    key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form of this group (new dicts all the way down, raw children copied)."""
-        return {
-            "type": self.type,
-            "join": self.join,
-            "children": [_node_dict(child) for child in self.children],
-        }
+        out: dict[str, Any] = {"type": self.type}
+        if self.key is not None:
+            out["key"] = self.key
+        out["join"] = self.join
+        out["children"] = [_node_dict(child) for child in self.children]
+        return out
 
 
 def _node_dict(node: Node) -> dict[str, Any]:
@@ -265,21 +271,23 @@ class Q:
         return Field("event_condition", _check_key(key, "key"))
 
     @staticmethod
-    def segment(*uids: str, operator: str = "matches-string", key: str = "segment") -> Condition:
-        """Membership of any of the segments ``uids`` (a ``segment_condition``).
+    def segment(uid: str, *, operator: str = "in") -> Condition:
+        """Membership of the segment ``uid`` (a ``segment_condition``).
 
         The wire shape of segment conditions is not documented; this sends
-        ``{"type": "segment_condition", "key": "segment", "operator":
-        "matches-string", "values": [uids...]}``, adjustable with ``operator``/``key``.
+        ``{"type": "segment_condition", "key": uid, "operator": "in", "values": []}``
+        (what ``FakeInstasent`` understands). ``operator="not-in"`` negates it.
 
         Raises:
-            ValueError: no uid given, or an empty one.
+            ValueError: ``uid`` or ``operator`` is empty.
         """
-        if not uids:
-            raise ValueError("segment() needs at least one segment uid")
-        for uid in uids:
-            _check_key(uid, "segment uid")
-        return Condition("segment_condition", key, operator, tuple(uids))
+        _check_key(operator, "operator")
+        return Condition("segment_condition", _check_key(uid, "segment uid"), operator)
+
+    @staticmethod
+    def not_in_segment(uid: str) -> Condition:
+        """Not a member of the segment ``uid`` (operator ``not-in``, inferred)."""
+        return Q.segment(uid, operator="not-in")
 
     @staticmethod
     def all(*children: Node) -> Group:
@@ -292,9 +300,16 @@ class Q:
         return Group("or", children)
 
     @staticmethod
-    def group_event(*children: Node, join: str = "and") -> Group:
-        """Event conditions that must hold for the same event (``type: "group_event"``)."""
-        return Group(join, children, type="group_event")
+    def group_event(event_type: str, *children: Node, join: str = "and") -> Group:
+        """Event conditions that must hold for one event of ``event_type``.
+
+        Sent as ``{"type": "group_event", "key": event_type, "join", "children"}``
+        (shape inferred from the docs' description; ``FakeInstasent`` reads it so).
+
+        Raises:
+            ValueError: ``event_type`` is empty.
+        """
+        return Group(join, children, type="group_event", key=_check_key(event_type, "event_type"))
 
 
 def _root(conditions: tuple[Node, ...]) -> Node:

@@ -255,9 +255,9 @@ def test_nested_groups_and_segments() -> None:
                         },
                         {
                             "type": "segment_condition",
-                            "key": "segment",
-                            "operator": "matches-string",
-                            "values": ["seg_1"],
+                            "key": "seg_1",
+                            "operator": "in",
+                            "values": [],
                         },
                     ],
                 },
@@ -329,12 +329,32 @@ def test_date_relative_with_every_knob() -> None:
 
 def test_group_event_and_raw_children() -> None:
     raw = {"type": "attribute_condition", "key": "k", "operator": "exists", "values": []}
-    group = Q.group_event(Q.event("event-type").matches("order"), raw)
+    group = Q.group_event("order", Q.event("order.amount").gte(10), raw)
     as_dict = group.to_dict()
-    assert as_dict["type"] == "group_event"
-    assert as_dict["join"] == "and"
-    assert as_dict["children"][1] == raw
+    assert as_dict == {
+        "type": "group_event",
+        "key": "order",
+        "join": "and",
+        "children": [
+            {
+                "type": "event_condition",
+                "key": "order.amount",
+                "operator": "range-number",
+                "values": {"lowerNumber": 10, "upperNumber": None},
+            },
+            raw,
+        ],
+    }
     assert as_dict["children"][1] is not raw
+
+
+def test_segment_membership() -> None:
+    assert Q.not_in_segment("seg_2").to_dict() == {
+        "type": "segment_condition",
+        "key": "seg_2",
+        "operator": "not-in",
+        "values": [],
+    }
 
 
 def test_to_dict_returns_fresh_dicts() -> None:
@@ -376,7 +396,8 @@ def test_builders_are_immutable_values() -> None:
         (lambda: Q.event("created-at").in_last(0), "amount must be a positive int"),
         (lambda: Q.event("created-at").in_last(3, "days"), "period must be one of"),
         (lambda: Q.event("created-at").date_relative(), "needs a lower or an upper offset"),
-        (lambda: Q.segment(), "needs at least one segment uid"),
+        (lambda: Q.segment(""), "segment uid must be a non-empty string"),
+        (lambda: Q.group_event(""), "event_type must be a non-empty string"),
         (lambda: Q.attr("x").op("", []), "operator must be a non-empty string"),
         (lambda: Q.attr("x").op("eq", "abc"), "not a string"),
     ],
@@ -409,7 +430,7 @@ def test_query_to_dict_of_every_form() -> None:
     }
     group = Q.any(condition)
     assert query_to_dict(group) == {"version": "0.0.1", "root": group.to_dict()}
-    event_group = Q.group_event(condition)
+    event_group = Q.group_event("order", condition)
     assert query_to_dict(event_group)["root"] == {
         "type": "group",
         "join": "and",
@@ -521,3 +542,42 @@ def test_list_params_bad_filters(filters: dict[str, Any], message: str) -> None:
 def test_list_params_filters_must_be_a_mapping() -> None:
     with pytest.raises(ValueError, match="filters must be a mapping"):
         list_params(filters=[("status", "sent")])  # type: ignore[arg-type]
+
+
+# --- the builder and the fake server agree ---------------------------------------------
+
+
+def test_fake_server_filter_understands_builder_output() -> None:
+    from instasent_async.testing._query import FilterContext, compile_filter
+
+    contacts = [
+        {
+            "_user_id": "a",
+            "_email": "a@yahoo.com",
+            "_client_tags": ["t1", "t2"],
+            "plan": "pro",
+            "age": 30,
+        },
+        {
+            "_user_id": "b",
+            "_email": "b@gmail.com",
+            "_client_tags": ["t1"],
+            "plan": "free",
+            "age": 70,
+        },
+        {"_user_id": "c", "_client_tags": [], "plan": "pro"},
+    ]
+    members = {("seg_1", "b")}
+    ctx = FilterContext(now=0.0, segment_contains=lambda uid, c: (uid, c["_user_id"]) in members)
+
+    def matching(*conditions: Any) -> list[str]:
+        root = AudienceQuery(*conditions).to_dict()["root"]
+        predicate = compile_filter(root, target="audience")
+        return [c["_user_id"] for c in contacts if predicate(c, ctx)]
+
+    assert matching(Q.attr("_email").contains("yahoo")) == ["a"]
+    assert matching(Q.attr("_client_tags").has_all("t1", "t2")) == ["a"]
+    assert matching(Q.attr("_email").not_exists()) == ["c"]
+    assert matching(Q.attr("age").between(18, 65)) == ["a"]
+    assert matching(Q.any(Q.attr("plan").eq("free"), Q.segment("seg_1"))) == ["b"]
+    assert matching(Q.attr("plan").eq("pro"), Q.not_in_segment("seg_1")) == ["a", "c"]
