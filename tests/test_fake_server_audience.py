@@ -269,3 +269,17 @@ async def test_event_scroll_walks_every_event(api: Client) -> None:
     assert [len(page) for page in pages] == [70, 70, 70, 70, 20]
     ids = [e["_event_id"] for page in pages for e in page]
     assert len(set(ids)) == 300
+
+
+async def test_contacts_deleted_during_a_scroll_are_skipped_without_empty_pages(
+    fake: FakeInstasent, api: Client
+) -> None:
+    await _seed_contacts(api, 6)
+    first = await api.post(P + "/audience/scroll", {"limit": 2, "sortField": "score"})
+    assert [c["score"] for c in first.entities] == [0, 1]
+    for contact in fake.contacts():
+        if contact["score"] in (2, 3, 4):
+            await api.post(P + "/audience/stream/delete-contact", {"audienceId": contact["id"]})
+    rest = await api.post(P + "/audience/scroll", {"limit": 2, "cursor": first.json["cursor"]})
+    assert [c["score"] for c in rest.entities] == [5]
+    assert rest.json["cursor"] is None

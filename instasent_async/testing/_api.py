@@ -490,17 +490,18 @@ class Api:
                 raise ApiError(400, "Invalid or expired cursor")
         scroll = self._scrolls[scroll_id]
         scroll.expires_at = time.monotonic() + self.cursor_ttl
-        chunk = scroll.entries[offset : offset + limit]
-        end = offset + len(chunk)
+        page: list[dict[str, Any]] = []
+        end = offset
+        # Contacts deleted since the snapshot are skipped; the page is filled from later
+        # entries so a non-final page is never empty (clients stop on an empty page).
+        while len(page) < limit and end < len(scroll.entries):
+            entry = scroll.entries[end]
+            end += 1
+            if kind == "event":
+                page.append(project.event_to_wire(entry))
+            elif entry in project.contacts:
+                page.append(call.contact_out(project.contacts[entry]))
         next_cursor = _encode_cursor(scroll_id, end) if end < len(scroll.entries) else None
-        if kind == "event":
-            page = [project.event_to_wire(event) for event in chunk]
-        else:
-            page = [
-                call.contact_out(project.contacts[audience_id])
-                for audience_id in chunk
-                if audience_id in project.contacts
-            ]
         return _json({"entities": page, "cursor": next_cursor})
 
     def _open_scroll(self, scroll: _Scroll) -> str:
