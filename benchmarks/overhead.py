@@ -1,0 +1,255 @@
+"""Per-request overhead of the SDK against raw aiohttp (issue 2 item 10).
+
+Runs the benchmark server (``_server.py``) in a separate process and measures, in
+the same run and against the same URLs, a careful raw aiohttp client (one
+``ClientSession``, ``session.get(url, headers=auth)``, ``await resp.read()``,
+``orjson.loads``) and ``client.audience.get_by_user_id`` with the SDK's defaults
+(``rate_limit="auto"``, default retry policy, ``Contact`` model returned), at
+concurrency 1, 10 and 100. Runs alternate (raw, SDK, raw, SDK, ...); the table
+shows medians over the rounds: throughput of each, the SDK/raw throughput ratio
+(median of the per-round ratios; target >= 0.90) and the SDK's extra client CPU
+per request in microseconds (``time.process_time()`` deltas in this process).
+
+    python benchmarks/overhead.py            # about a minute
+    python benchmarks/overhead.py --quick    # about 20 seconds
+    python benchmarks/overhead.py --profile 10   # cProfile of the SDK at concurrency 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import io
+import os
+import pstats
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import orjson
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from _server import CONTACT, Server, serve
+
+from instasent_async import Instasent
+from instasent_async.models import Contact
+
+TOKEN = "bench-token-0123456789"
+PROJECT = "proj_bench"
+TARGET = 0.90
+USER_IDS = [f"USER-{i:06d}" for i in range(1000)]
+
+Call = Callable[[int], Awaitable[Any]]
+
+
+async def drive(call: Call, n: int, concurrency: int) -> None:
+    """``n`` calls, ``concurrency`` at a time (workers share one counter)."""
+    counter = iter(range(n))
+
+    async def worker() -> None:
+        for i in counter:
+            await call(i)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def measure(call: Call, n: int, concurrency: int) -> tuple[float, float]:
+    """Wall seconds and client CPU seconds of ``n`` calls."""
+    gc.collect() if gc.isenabled() else None
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    await drive(call, n, concurrency)
+    return time.perf_counter() - wall0, time.process_time() - cpu0
+
+
+class Contenders:
+    """The raw aiohttp client and the SDK client, both warm and kept open."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.session = aiohttp.ClientSession()
+        self.client = Instasent(TOKEN, project=PROJECT, base_url=server.base_url)
+        prefix = f"{server.base_url}/project/{PROJECT}/audience/user/"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        session = self.session
+        get_by_user_id = self.client.audience.get_by_user_id
+
+        async def raw(i: int) -> Any:
+            async with session.get(prefix + USER_IDS[i % 1000], headers=auth) as resp:
+                body = await resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"unexpected status {resp.status}")
+            return orjson.loads(body)
+
+        async def sdk(i: int) -> Contact:
+            return await get_by_user_id(USER_IDS[i % 1000])
+
+        self.raw: Call = raw
+        self.sdk: Call = sdk
+
+    async def check(self) -> None:
+        """Both clients get the contact the server serves (the SDK as a model)."""
+        data = await self.raw(0)
+        assert data == {"entity": CONTACT}, data
+        contact = await self.sdk(0)
+        assert isinstance(contact, Contact)
+        assert contact.email == CONTACT["_email"] and contact.attributes["plan"] == "pro"
+        assert contact.date_updated is not None and contact.date_updated.tzinfo is not None
+
+    def governor_waits(self) -> int:
+        governor = self.client._transport.governor
+        return governor.waits if governor is not None else 0
+
+    async def close(self) -> None:
+        await self.session.close()
+        await self.client.close()
+
+
+async def bench(args: argparse.Namespace) -> int:
+    rows = []
+    with serve() as server:
+        pair = Contenders(server)
+        try:
+            await pair.check()
+            for concurrency in args.concurrency:
+                n = args.requests * concurrency if concurrency < 10 else args.requests * 10
+                n = max(n, concurrency * 20)
+                # Warm up: open every connection, fill caches, let the governor learn.
+                await measure(pair.raw, max(n // 4, concurrency * 4), concurrency)
+                await measure(pair.sdk, max(n // 4, concurrency * 4), concurrency)
+                waits0 = pair.governor_waits()
+                raw_rps: list[float] = []
+                sdk_rps: list[float] = []
+                ratios: list[float] = []
+                extra_us: list[float] = []
+                raw_cpu_us: list[float] = []
+                sdk_cpu_us: list[float] = []
+                server_us: list[float] = []
+                for _ in range(args.rounds):
+                    srv0 = server.cpu_seconds()
+                    raw_wall, raw_cpu = await measure(pair.raw, n, concurrency)
+                    srv1 = server.cpu_seconds()
+                    sdk_wall, sdk_cpu = await measure(pair.sdk, n, concurrency)
+                    server_us.append((srv1 - srv0) / n * 1e6)
+                    raw_rps.append(n / raw_wall)
+                    sdk_rps.append(n / sdk_wall)
+                    ratios.append(raw_wall / sdk_wall)
+                    raw_cpu_us.append(raw_cpu / n * 1e6)
+                    sdk_cpu_us.append(sdk_cpu / n * 1e6)
+                    extra_us.append((sdk_cpu - raw_cpu) / n * 1e6)
+                row = {
+                    "concurrency": concurrency,
+                    "requests": n,
+                    "raw_rps": statistics.median(raw_rps),
+                    "sdk_rps": statistics.median(sdk_rps),
+                    "ratio": statistics.median(ratios),
+                    "ratio_min": min(ratios),
+                    "ratio_max": max(ratios),
+                    "raw_cpu_us": statistics.median(raw_cpu_us),
+                    "sdk_cpu_us": statistics.median(sdk_cpu_us),
+                    "extra_us": statistics.median(extra_us),
+                    "server_us": statistics.median(server_us),
+                    "waits": pair.governor_waits() - waits0,
+                }
+                rows.append(row)
+                print(
+                    f"  concurrency {concurrency}: ratio {row['ratio']:.3f} "
+                    f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        finally:
+            await pair.close()
+    print_table(rows, args)
+    return 0 if all(r["ratio"] >= TARGET for r in rows) else 1
+
+
+def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    print()
+    print(
+        f"GET audience/user/{{id}} -> Contact; {args.rounds} alternating rounds (raw, SDK) "
+        f"per concurrency; medians. Python {sys.version.split()[0]}, aiohttp "
+        f"{aiohttp.__version__}, {os.cpu_count()} CPUs."
+    )
+    header = (
+        f"{'conc':>5} {'requests':>8} {'raw req/s':>10} {'SDK req/s':>10} {'ratio':>6} "
+        f"{'(min-max)':>11} {'raw CPU us':>10} {'SDK CPU us':>10} {'extra us':>9} "
+        f"{'server us':>9} {'waits':>5}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        flag = "" if r["ratio"] >= TARGET else "  < target"
+        print(
+            f"{r['concurrency']:>5} {r['requests']:>8} {r['raw_rps']:>10.0f} "
+            f"{r['sdk_rps']:>10.0f} {r['ratio']:>6.3f} "
+            f"{r['ratio_min']:>5.2f}-{r['ratio_max']:<5.2f} {r['raw_cpu_us']:>10.1f} "
+            f"{r['sdk_cpu_us']:>10.1f} {r['extra_us']:>9.1f} {r['server_us']:>9.1f} "
+            f"{r['waits']:>5}{flag}"
+        )
+    print()
+    print(
+        f"ratio = SDK req/s / raw req/s (target >= {TARGET:.2f}); CPU = client process CPU per "
+        "request; extra = SDK minus raw; server = the server process's CPU per request; "
+        "waits = governor permits that had to wait during the measured rounds (expected 0)."
+    )
+
+
+async def profile(args: argparse.Namespace) -> None:
+    concurrency = args.profile
+    n = args.requests * min(concurrency, 10)
+    with serve() as server:
+        pair = Contenders(server)
+        try:
+            await pair.check()
+            await measure(pair.sdk, n // 2, concurrency)
+            prof = cProfile.Profile()
+            prof.enable()
+            await drive(pair.sdk, n, concurrency)
+            prof.disable()
+        finally:
+            await pair.close()
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out)
+    stats.sort_stats("tottime").print_stats(40)
+    print(f"cProfile of {n} SDK requests at concurrency {concurrency} (tottime per call):")
+    print(out.getvalue())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and requests")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 7)")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="requests per run at concurrency 1 (x10 for concurrency >= 10; default 300)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, nargs="+", default=[1, 10, 100], help="levels to measure"
+    )
+    parser.add_argument(
+        "--profile", type=int, metavar="C", default=None, help="cProfile the SDK at concurrency C"
+    )
+    args = parser.parse_args()
+    if args.rounds is None:
+        args.rounds = 3 if args.quick else 7
+    if args.requests is None:
+        args.requests = 150 if args.quick else 300
+    if args.rounds < 1 or args.requests < 1 or any(c < 1 for c in args.concurrency):
+        parser.error("--rounds, --requests and --concurrency must be positive")
+    if args.profile is not None:
+        asyncio.run(profile(args))
+        return 0
+    return asyncio.run(bench(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
