@@ -37,6 +37,9 @@ _Unstructure = Callable[[Any], Any]
 
 _STRUCTURERS: dict[type, _Structure] = {}
 _UNSTRUCTURERS: dict[type, _Unstructure] = {}
+# The general (slow-path) structure hooks, which the fast ones fall back to.
+_GENERAL_STRUCTURERS: dict[type, _Structure] = {}
+_MISSING: Final = object()
 
 
 class _Reject(Exception):
@@ -163,7 +166,7 @@ def _hooks(cls: type) -> tuple[_Structure, _Unstructure]:
             by_key[alias] = (name, coerce, False, fast)
     qualname = cls.__qualname__
 
-    def structure_hook(data: Any) -> Any:
+    def structure_general(data: Any) -> Any:
         if type(data) is not dict and not isinstance(data, Mapping):
             raise TypeError(
                 f"cannot build {qualname} from {type(data).__name__}: expected a mapping"
@@ -248,8 +251,107 @@ def _hooks(cls: type) -> tuple[_Structure, _Unstructure]:
         return out
 
     unstructure_hook = _fast_unstructure(qualname, plan, split, unstructure_remembered)
-    structure_hook.__qualname__ = f"structure_{qualname}"
-    return structure_hook, unstructure_hook
+    structure_general.__qualname__ = f"structure_{qualname}"
+    _GENERAL_STRUCTURERS[cls] = structure_general
+    return _fast_structure(cls, specs, split, structure_general), unstructure_hook
+
+
+def _fast_structure(
+    cls: type, specs: list[tuple[str, WireSpec]], split: bool, general: _Structure
+) -> _Structure:
+    """Generate the structure hook's fast path for the common case.
+
+    It handles a ``dict`` whose known keys hold values of the expected type
+    (strings for ``str`` fields, an ISO string for datetimes...) and no alias
+    keys. On anything else (an explicit null, a value to coerce or keep in
+    ``extra``, an alias, a nested list) it hands the whole input to ``general``,
+    which handles every case. Straight-line code per field instead of a lookup
+    per input key roughly halves the cost of reading a contact.
+    """
+    namespace: dict[str, Any] = {
+        "cls": cls,
+        "general": general,
+        "MISSING": _MISSING,
+        "parse_datetime": parse_datetime,
+        "KNOWN": frozenset(spec.key for _, spec in specs),
+        "ALIASES": frozenset(alias for _, spec in specs for alias in spec.aliases),
+        # The slot's own setter: skips the attrs __setattr__ hook of classes with
+        # converters (a measurable share of the whole hook).
+        "set_wire": cls.__dict__["_wire"].__set__,
+    }
+    lines = [
+        "def hook(data):",
+        "    if type(data) is not dict:",
+        "        return general(data)",
+        "    get = data.get",
+        "    found = 0",
+        "    wire = None",
+    ]
+    for name, spec in specs:
+        key = repr(spec.key)
+        lines += [
+            f"    value = get({key}, MISSING)",
+            "    if value is MISSING:",
+            # A nested-models field defaults to a new empty list, the others to None.
+            f"        f_{name} = {'[]' if spec.kind == 'models' else 'None'}",
+        ]
+        if spec.kind == "datetime":
+            lines += [
+                "    elif type(value) is str:",
+                "        try:",
+                f"            f_{name} = parse_datetime(value)",
+                "        except ValueError:",
+                "            return general(data)",
+                "        found += 1",
+                "        if wire is None:",
+                "            wire = {}",
+                f"        wire[{name!r}] = ({key}, f_{name}, value)",
+            ]
+        elif spec.kind == "any":
+            lines += [
+                "    elif value is not None:",
+                f"        f_{name} = value",
+                "        found += 1",
+            ]
+        elif spec.kind in _FAST_TYPE:
+            lines += [
+                f"    elif type(value) is {_FAST_TYPE[spec.kind].__name__}:",
+                f"        f_{name} = value",
+                "        found += 1",
+            ]
+        lines += ["    else:", "        return general(data)"]
+    lines += [
+        "    extra = {}",
+        "    attributes = {}" if split else "",
+        "    if found != len(data):",
+        "        for key, value in data.items():",
+        "            if key in KNOWN:",
+        "                continue",
+        "            if key in ALIASES:",
+        "                return general(data)",
+    ]
+    if split:
+        lines += [
+            "            if type(key) is str and key[:1] == '_':",
+            "                extra[key] = value",
+            "            else:",
+            "                attributes[key] = value",
+        ]
+    else:
+        lines += ["            extra[key] = value"]
+    arguments = ", ".join(f"{name}=f_{name}" for name, _ in specs)
+    if split:
+        arguments += ", attributes=attributes"
+    lines += [
+        f"    obj = cls({arguments}, extra=extra)",
+        "    if wire is not None:",
+        "        set_wire(obj, wire)",
+        "    return obj",
+    ]
+    exec(compile("\n".join(lines), f"<structure {cls.__qualname__}>", "exec"), namespace)
+    hook: _Structure = namespace["hook"]
+    hook.__qualname__ = f"structure_{cls.__qualname__}"
+    return hook
 
 
 def _single_getter(name: str) -> Callable[[Any], tuple[Any]]:

@@ -13,7 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instasent_async._convert import converter, structure, to_wire_items, unstructure
+from instasent_async._convert import (
+    _GENERAL_STRUCTURERS,
+    _STRUCTURERS,
+    converter,
+    structure,
+    to_wire_items,
+    unstructure,
+)
 from instasent_async.models import (
     WIRE_MODELS,
     AttributeSpec,
@@ -375,6 +382,7 @@ def test_audience_event_reads_either_key_and_writes_back_the_one_it_read() -> No
 def test_organization_projects_are_models_and_absent_lists_stay_absent() -> None:
     org = structure({"name": "ACME", "projects": [{"uid": "p1", "name": "Shop"}]}, Organization)
     assert org.projects == [Project(uid="p1", name="Shop")]
+    assert structure({"name": "ACME"}, Organization).projects == []
     assert unstructure(structure({"name": "ACME"}, Organization)) == {"name": "ACME"}
     assert unstructure(structure({"projects": []}, Organization)) == {"projects": []}
     org.projects[0].name = "Renamed"
@@ -549,3 +557,31 @@ def test_any_dict_round_trips(cls: type, data: st.DataObject) -> None:
     assert unstructure(obj) == wire
     # A second trip through a copy of the output gives the same again.
     assert unstructure(structure(dict(unstructure(obj)), cls)) == wire
+
+
+@pytest.mark.parametrize("cls", WIRE_MODELS, ids=[c.__name__ for c in WIRE_MODELS])
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_fast_path_builds_what_the_general_hook_builds(cls: type, data: st.DataObject) -> None:
+    keys = st.sampled_from(_wire_keys(cls)) | st.text(max_size=6)
+    wire = data.draw(st.dictionaries(keys, _json | _date_like, max_size=10))
+    fast = _STRUCTURERS[cls](wire)
+    general = _GENERAL_STRUCTURERS[cls](wire)
+    assert fast == general
+    assert fast._wire == general._wire
+    assert list(fast.extra) == list(general.extra)  # same key order
+
+
+def test_fast_path_handles_the_common_contact() -> None:
+    calls: list[Any] = []
+    hook = _STRUCTURERS[Contact]
+    general = hook.__globals__["general"]
+    hook.__globals__["general"] = lambda data: calls.append(data) or general(data)
+    try:
+        contact = hook(CONTACT_WIRE | {"_gender": "x"})
+        assert calls == []
+        assert contact.attributes == {"plan": "pro", "signup_source": "landing-a", "score": 7}
+        hook({"_user_id": None})
+        assert calls == [{"_user_id": None}]
+    finally:
+        hook.__globals__["general"] = general
