@@ -1,8 +1,15 @@
 """attrs models of the Instasent API, one module per domain.
 
 Reserved wire fields drop their leading underscore (``_user_id`` -> ``user_id``),
-camelCase keys become snake_case, unknown keys are kept in ``extra`` and
-round-trip unchanged, and datetimes are timezone-aware. Convert with
+camelCase keys become snake_case, and datetimes are timezone-aware (naive input
+is taken as UTC; they are written as ``YYYY-MM-DDTHH:MM:SS.sssZ``). Models take
+keyword arguments only; every field is optional and defaults to ``None``.
+
+Nothing the server sends is lost: unknown keys, values that do not fit their
+field, and explicit ``null``s of known fields are kept in ``extra``, so
+``unstructure(structure(d)) == d`` for any dict ``d``. A ``None`` field is not
+written; to send an explicit ``null`` put it in ``extra``
+(``Contact(user_id="u", extra={"_email": None})``). Convert with
 ``instasent_async._convert.structure`` / ``unstructure``.
 """
 
