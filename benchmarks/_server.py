@@ -59,7 +59,7 @@ CONTACT: dict[str, Any] = {
 }
 """The contact every audience GET answers with (10 reserved keys + 5 custom attributes)."""
 
-_CONTACT_BODY = orjson.dumps({"entity": CONTACT})
+CONTACT_BODY = orjson.dumps({"entity": CONTACT})
 _MAX_HEAD = 16 * 1024
 _MAX_BODY = 8 * 1024 * 1024
 
@@ -194,7 +194,7 @@ class _Http(asyncio.Protocol):
         # ['', 'v1', 'project', p, ...]
         if len(parts) >= 5 and parts[1] == b"v1" and parts[2] == b"project":
             if method == b"GET" and len(parts) == 7 and parts[4:6] == [b"audience", b"user"]:
-                return _response(b"HTTP/1.1 200 OK\r\n", self.clock, _CONTACT_BODY)
+                return _response(b"HTTP/1.1 200 OK\r\n", self.clock, CONTACT_BODY)
             if (
                 method == b"POST"
                 and len(parts) == 8
