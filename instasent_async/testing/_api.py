@@ -72,6 +72,9 @@ class ApiError(Exception):
 
 @attrs.frozen(slots=True)
 class Operation:
+    """One route's operation: its name (as in ``instasent_async._endpoints``), the level it
+    lives at, the scope it needs, its rate class, its bucket endpoint and its handler."""
+
     name: str
     level: Literal["org", "project", "datasource"]
     scope: str | None
@@ -82,6 +85,9 @@ class Operation:
 
 @attrs.define(slots=True)
 class Call:
+    """One authorized request: the token, the server clock, the parsed body, and the
+    project and datasource its path resolved to (set by :meth:`Api.authorize`)."""
+
     request: web.Request
     operation: Operation
     token: Token
@@ -105,11 +111,13 @@ class Call:
 
     @property
     def project_(self) -> Project:
+        """The resolved project (project and datasource operations always have one)."""
         assert self.project is not None
         return self.project
 
     @property
     def datasource_(self) -> Datasource:
+        """The resolved datasource (datasource operations always have one)."""
         assert self.datasource is not None
         return self.datasource
 
@@ -324,9 +332,8 @@ class Api:
     def authorize(self, call: Call) -> ApiError | None:
         """Resolve the project and datasource of the call; the error to answer, if any."""
         operation, token, match = call.operation, call.token, call.request.match_info
-        not_found = ApiError(404, "Not found")
         if operation.level == "org":
-            return not_found if token.kind != "product" else None
+            return ApiError(404, "Not found") if token.kind != "product" else None
         project_uid = match["project"]
         project = self.state.projects.get(project_uid)
         if project is None or project.organization != token.organization:
@@ -342,7 +349,7 @@ class Api:
             if token.kind == "datasource" and datasource.id != token.datasource:
                 return ApiError(404, "Datasource not found")
         elif token.kind == "datasource":
-            return not_found
+            return ApiError(404, "Not found")
         if operation.scope is not None and operation.scope not in token.scopes:
             return ApiError(
                 403,
@@ -352,6 +359,8 @@ class Api:
         return None
 
     def bucket_key(self, call: Call) -> tuple[Any, ...]:
+        """The rate-limit bucket: (organization, class) on the Product API, (organization,
+        project, datasource, endpoint) on datasource paths."""
         operation = call.operation
         if operation.rate_class != "datasource":
             return (call.token.organization, operation.rate_class)

@@ -103,6 +103,10 @@ class FakeInstasent:
         product_token, datasource_token: fixed values for the seeded tokens (random
             when None).
         cursor_ttl: seconds a scroll cursor stays valid after its last use.
+
+    Raises:
+        ValueError: an unknown ``batch_shape``, a ``rate_limit`` below 1 or a ``window``
+            that is not positive.
     """
 
     def __init__(
@@ -133,7 +137,9 @@ class FakeInstasent:
         self._date_cache: tuple[int, str] = (-1, "")
         self._app = web.Application(middlewares=[self._middleware])
         self._operations = self._api.register(self._app)
+        #: The seeded organization-level product token with every scope ("" without seed).
         self.product_token = ""
+        #: The seeded datasource token of proj_demo/ds_demo ("" without seed).
         self.datasource_token = ""
         if seed:
             self._seed(product_token, datasource_token)
