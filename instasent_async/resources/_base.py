@@ -165,6 +165,9 @@ class Resource:
         check_page_size(limit, MAX_LIST_PAGE, "limit")
         if isinstance(start, bool) or not isinstance(start, int) or start < 0:
             raise ValueError(f"start must be a non-negative integer, got {start!r}")
+        if isinstance(q, Mapping) and "paging" in q:
+            # A fixed page inside _q would make every request return the same page.
+            raise ValueError("q must not carry 'paging': list calls page with start= and limit=")
         path = self._path(operation, *segments)
         base = list_params(sort=sort, q=q, filters=filters)
         if extra_params:
