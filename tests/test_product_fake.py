@@ -7,8 +7,10 @@ fails when an operation of ``OPERATIONS`` has none.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -20,6 +22,8 @@ from instasent_async._pagination import OffsetPager, ScrollIterator
 from instasent_async.errors import NotFoundError, PermissionDeniedError
 from instasent_async.query import AudienceQuery, EventQuery, Q
 from instasent_async.testing import ALL_SCOPES, FakeInstasent
+
+from .test_requests_product import COVERED as REQUEST_TESTS
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -454,6 +458,55 @@ async def test_datasource_contacts_round_trip(fake: FakeInstasent, client: Insta
     assert len(fake.contacts()) == 149
 
 
+@covers(
+    "datasource.info",
+    "datasource.specs.attributes",
+    "datasource.specs.events",
+    "datasource.specs.event_parameters",
+    "datasource.stats",
+    "datasource.contacts.get",
+    "datasource.contacts.upsert",
+    "datasource.events.add",
+    "datasource.contacts.delete",
+)
+async def test_ingest_operations_with_a_datasource_token(fake: FakeInstasent) -> None:
+    # Ingest API I1-I8: the same calls with the datasource's own token.
+    async with Instasent(
+        fake.datasource_token, project="proj_demo", base_url=fake.base_url
+    ) as client:
+        ds = client.datasource("ds_demo")
+        info = await ds.info()
+        assert info.datasource is not None and info.datasource["id"] == "ds_demo"
+        assert {"_email", "plan"} <= {s.uid for s in await ds.specs.attributes()}
+        assert "update" in {s.uid for s in await ds.specs.events()}
+        assert [p.parameter for p in await ds.specs.event_parameters("update")] == ["source"]
+        report = await ds.contacts.upsert([contact_item(i) for i in range(3)], sync=True)
+        assert report.ok and report.accepted == 3
+        events = await ds.events.add(
+            [
+                {
+                    "_user_id": "u1",
+                    "_event_id": "e1",
+                    "_event_type": "update",
+                    "_event_parameters": {"source": "api"},
+                }
+            ]
+        )
+        assert events.ok and events.accepted == 1
+        assert (await ds.stats()).data["contacts"] == 3
+        assert (await ds.contacts.get("u2")).email == "user2@example.com"
+        await ds.contacts.delete("u2")
+        with pytest.raises(NotFoundError):
+            await ds.contacts.get("u2")
+        # A datasource token reaches only its own datasource (404, not 403).
+        with pytest.raises(NotFoundError):
+            await client.datasource("ds_other").contacts.get("u1")
+        with pytest.raises(NotFoundError):
+            await client.project.get()
+    assert sorted(c["_user_id"] for c in fake.contacts()) == ["u0", "u1"]
+    assert [e["_event_id"] for e in fake.events()] == ["e1"]
+
+
 # --- segments ---------------------------------------------------------------------------
 
 
@@ -712,3 +765,44 @@ def test_every_operation_of_the_endpoint_table_has_a_fake_round_trip() -> None:
     assert set(COVERED) <= set(OPERATIONS), set(COVERED) - set(OPERATIONS)
     missing = sorted(set(OPERATIONS) - set(COVERED))
     assert not missing, f"operations without a FakeInstasent round trip: {missing}"
+
+
+OPERATIONS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "operations.md"
+SWEEPS = {
+    "test_a_token_without_the_scope_gets_permission_denied_naming_it": set(SCOPED),
+    "test_get_operations_raise_not_found": set(NOT_FOUND),
+}
+
+
+def _exercises(kind: str, test: str, operations: list[str]) -> bool:
+    if kind == "R":
+        return any(test in REQUEST_TESTS.get(op, []) for op in operations)
+    base, _, param = test.partition("[")
+    if param:
+        return base in SWEEPS and param.rstrip("]") in SWEEPS[base] & set(operations)
+    return any(test in COVERED.get(op, []) for op in operations)
+
+
+def test_the_operations_page_matches_the_tests() -> None:
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in OPERATIONS_PAGE.read_text(encoding="utf-8").splitlines()
+        if re.match(r"^\| (\d+|I\d) \|", line)
+    ]
+    refs = [row[0] for row in rows]
+    assert refs == [str(n) for n in range(1, 45)] + [f"I{n}" for n in range(1, 9)]
+    listed: set[str] = set()
+    for ref, method_path, _call, ops_cell, _rate, scope_cell, _idem, tests_cell in rows:
+        operations = re.findall(r"`([\w.]+)`", ops_cell)
+        assert operations and set(operations) <= set(OPERATIONS), ref
+        listed.update(operations)
+        for name in operations:
+            op = OPERATIONS[name]
+            assert f"`{op.method} " in method_path, ref
+            assert (f"`{op.scope}`" if op.scope else "—") in scope_cell, ref
+        tests = re.findall(r"`([RF]):([^`]+)`", tests_cell)
+        for kind in ("R", "F"):
+            assert any(k == kind for k, _ in tests), f"row {ref} names no {kind}: test"
+        for kind, test in tests:
+            assert _exercises(kind, test, operations), f"row {ref}: {kind}:{test}"
+    assert listed == set(OPERATIONS)
