@@ -366,7 +366,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, items and events")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 5)")
-    parser.add_argument("--items", type=int, default=None, help="events per run (default 200000)")
+    parser.add_argument("--items", type=int, default=None, help="events per run (default 100000)")
     parser.add_argument("--concurrency", type=int, default=8, help="batches in flight (8)")
     parser.add_argument(
         "--memory-items", type=int, default=None, help="events of the memory run (1,000,000)"
@@ -387,7 +387,7 @@ def main() -> int:
     if args.rounds is None:
         args.rounds = 3 if args.quick else 5
     if args.items is None:
-        args.items = 50_000 if args.quick else 200_000
+        args.items = 30_000 if args.quick else 100_000
     if min(args.rounds, args.items, args.concurrency, args.memory_items) < 1:
         parser.error("counts must be positive")
     rows: list[dict[str, Any]] = []
