@@ -981,7 +981,7 @@ async def test_send_direct_to_a_phone_with_the_default_sender(
 async def test_send_direct_accepts_an_empty_answer(mocked: aioresponses, client: Instasent) -> None:
     path = f"{SMS}/direct/snd_1/aud-1"
     route(mocked, "POST", path, status=204)
-    assert await client.sms.send_direct("aud-1", "Hi ☺", sender="snd_1", allow_unicode=True) is None
+    assert await client.sms.send_direct("aud-1", "Hi ☺", "snd_1", allow_unicode=True) is None
     check(only(mocked), "POST", path, body={"text": "Hi ☺", "allowUnicode": True})
 
 

@@ -93,7 +93,6 @@ class AudienceResource(Resource):
     def scroll(
         self,
         query: Any = None,
-        *,
         page_size: int | None = None,
         cursor: str | None = None,
     ) -> ScrollIterator[Contact]:

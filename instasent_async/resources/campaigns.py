@@ -33,7 +33,14 @@ class CampaignsResource(Resource):
     ) -> OffsetPager[Campaign]:
         """Campaigns: ``await`` for one page, ``async for`` for all.
 
-        ``filters={"status_eq": "sent"}`` etc. (instasent-api.md 5.2).
+        ``filters={"status": "sent"}`` is sent as ``status_eq=sent``; a list as
+        ``status_in``; keys with an operator suffix as given (instasent-api.md 5.2).
+
+        Raises:
+            ValueError: ``limit`` outside 1..100, negative ``start``, bad filters
+                (immediately, before any request).
+            PermissionDeniedError: (when awaited or iterated) the token lacks
+                PROJECT_CAMPAIGN_READ.
         """
         return self._pager(
             Campaign, _CAMPAIGNS, start=start, limit=limit, sort=sort, q=q, filters=filters
@@ -43,6 +50,7 @@ class CampaignsResource(Resource):
         """One campaign.
 
         Raises:
+            ValueError: ``campaign_id`` is empty.
             NotFoundError: no such campaign.
         """
         result: Campaign = await self._get_entity(Campaign, _CAMPAIGN, campaign_id)
@@ -63,7 +71,14 @@ class AutomationsResource(Resource):
         q: Mapping[str, Any] | None = None,
         filters: Mapping[str, Any] | None = None,
     ) -> OffsetPager[Automation]:
-        """Automations: ``await`` for one page, ``async for`` for all."""
+        """Automations: ``await`` for one page, ``async for`` for all.
+
+        Raises:
+            ValueError: ``limit`` outside 1..100, negative ``start``, bad filters
+                (immediately, before any request).
+            PermissionDeniedError: (when awaited or iterated) the token lacks
+                PROJECT_AUTOMATION_READ.
+        """
         return self._pager(
             Automation, _AUTOMATIONS, start=start, limit=limit, sort=sort, q=q, filters=filters
         )
@@ -72,6 +87,7 @@ class AutomationsResource(Resource):
         """One automation.
 
         Raises:
+            ValueError: ``automation_id`` is empty.
             NotFoundError: no such automation.
         """
         result: Automation = await self._get_entity(Automation, _AUTOMATION, automation_id)

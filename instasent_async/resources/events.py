@@ -37,7 +37,6 @@ class EventsResource(Resource):
     def scroll(
         self,
         query: Any = None,
-        *,
         page_size: int | None = None,
         cursor: str | None = None,
     ) -> ScrollIterator[AudienceEvent]:

@@ -59,7 +59,11 @@ class SegmentsResource(Resource):
         q: Mapping[str, Any] | None = None,
         filters: Mapping[str, Any] | None = None,
     ) -> OffsetPager[Segment]:
-        """Dynamic segments that need no parameter (same paging as ``list``)."""
+        """Dynamic segments that need no parameter (same paging as ``list``).
+
+        Raises:
+            ValueError: ``limit`` outside 1..100, negative ``start``, bad filters.
+        """
         return self._pager(
             Segment, _DYNAMIC, start=start, limit=limit, sort=sort, q=q, filters=filters
         )
@@ -68,6 +72,7 @@ class SegmentsResource(Resource):
         """One segment; ``parameter`` is the dynamic-segment value (``"a|b"`` or a list).
 
         Raises:
+            ValueError: empty ``uid`` or ``parameter``.
             NotFoundError: no such segment.
         """
         response = await self._call(_GET, uid, params=_parameter(parameter))

@@ -58,6 +58,10 @@ class SmsResource(Resource):
 
         The pseudo-sender id ``"default"`` (for ``send_direct``) is the project's
         default sender.
+
+        Raises:
+            ValueError: ``limit`` outside 1..100, negative ``start``, bad filters
+                (immediately, before any request).
         """
         return self._pager(
             SmsSender, _SENDERS, start=start, limit=limit, sort=sort, q=q, filters=filters
@@ -67,6 +71,7 @@ class SmsResource(Resource):
         """One SMS message.
 
         Raises:
+            ValueError: ``sms_id`` is empty.
             NotFoundError: no such SMS.
         """
         result: SmsMessage = await self._get_entity(SmsMessage, _GET, sms_id)
@@ -82,7 +87,14 @@ class SmsResource(Resource):
         q: Mapping[str, Any] | None = None,
         filters: Mapping[str, Any] | None = None,
     ) -> OffsetPager[SmsMessage]:
-        """SMS sent to a contact (audience id, or phone with its international code)."""
+        """SMS sent to a contact (audience id, or phone with its international code).
+
+        Raises:
+            ValueError: empty id, ``limit`` outside 1..100, negative ``start``, bad
+                filters (immediately, before any request).
+            PermissionDeniedError: (when awaited or iterated) the token lacks
+                PROJECT_DIRECT_READ.
+        """
         return self._pager(
             SmsMessage,
             _BY_AUDIENCE,
@@ -104,7 +116,12 @@ class SmsResource(Resource):
         q: Mapping[str, Any] | None = None,
         filters: Mapping[str, Any] | None = None,
     ) -> OffsetPager[SmsMessage]:
-        """SMS of one send."""
+        """SMS of one send.
+
+        Raises:
+            ValueError: empty ``send_id`` or bad paging/filters (immediately).
+            NotFoundError: (when awaited or iterated) no such send.
+        """
         return self._pager(
             SmsMessage,
             _BY_SEND,
@@ -127,7 +144,13 @@ class SmsResource(Resource):
         q: Mapping[str, Any] | None = None,
         filters: Mapping[str, Any] | None = None,
     ) -> OffsetPager[SmsMessage]:
-        """SMS of one campaign option (``option_idx`` is 0-based)."""
+        """SMS of one campaign option (``option_idx`` is 0-based).
+
+        Raises:
+            ValueError: empty ``campaign_id``, negative ``option_idx`` or bad
+                paging/filters (immediately).
+            NotFoundError: (when awaited or iterated) no such campaign.
+        """
         _check_index(option_idx, "option_idx")
         return self._pager(
             SmsMessage,
@@ -152,7 +175,13 @@ class SmsResource(Resource):
         q: Mapping[str, Any] | None = None,
         filters: Mapping[str, Any] | None = None,
     ) -> OffsetPager[SmsMessage]:
-        """SMS of one automation message (``message_idx`` is 0-based)."""
+        """SMS of one automation message (``message_idx`` is 0-based).
+
+        Raises:
+            ValueError: empty ``automation_id``, negative ``message_idx`` or bad
+                paging/filters (immediately).
+            NotFoundError: (when awaited or iterated) no such automation.
+        """
         _check_index(message_idx, "message_idx")
         return self._pager(
             SmsMessage,
@@ -179,7 +208,8 @@ class SmsResource(Resource):
         """Direct SMS (not from a campaign or automation), optionally by tracking term.
 
         Raises:
-            ValueError: ``utm_term`` longer than 40 characters or empty.
+            ValueError: ``utm_term`` longer than 40 characters or empty, or bad
+                paging/filters (immediately, before any request).
         """
         _check_utm_term(utm_term)
         if utm_term is None:
@@ -201,7 +231,6 @@ class SmsResource(Resource):
         self,
         to: str,
         text: str,
-        *,
         sender: str = "default",
         utm_term: str | None = None,
         allow_unicode: bool = False,
@@ -214,7 +243,8 @@ class SmsResource(Resource):
         created message, or ``None`` if the server answered without a body.
 
         Raises:
-            ValueError: empty ``to``/``text``/``sender``, or ``utm_term`` over 40 chars.
+            ValueError: empty ``to``/``text``/``sender``, or ``utm_term`` over 40
+                characters (before anything is sent).
             AmbiguousOutcomeError: the SMS may or may not have been sent.
             PermissionDeniedError: the token lacks PROJECT_DIRECT_WRITE.
         """
