@@ -181,10 +181,10 @@ def _ndjson_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
         number = 0
         try:
             for number, raw in enumerate(file, 1):
-                line = raw.strip()
-                if number == 1 and line.startswith(b"\xef\xbb\xbf"):
-                    line = line[3:].strip()
-                if not line:
+                line = (
+                    raw[3:] if number == 1 and raw.startswith(b"\xef\xbb\xbf") else raw
+                ).rstrip()
+                if not line.strip():  # blank, or only spaces
                     continue
                 try:
                     value = orjson.loads(line)
@@ -335,8 +335,8 @@ def _csv_records(
                 if header is None:
                     return
                 continue
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # a blank line
+            if not any(row) or (len(row) == 1 and not row[0].strip()):
+                continue  # a blank line, or a row of empty cells
             if header is None:
                 parsed = _header(path, start, row, required)
                 if isinstance(parsed, InputError):

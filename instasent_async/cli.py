@@ -142,6 +142,7 @@ class PlainProgress(Progress):
         self._started = clock()
         self._last = -math.inf
         self._report: Any = None
+        self._shown: tuple[int, int] | None = None
         self._closed = False
 
     def update(self, report: Any) -> None:
@@ -154,6 +155,7 @@ class PlainProgress(Progress):
     def _print(self, now: float) -> None:
         report = self._report
         done = report.done
+        self._shown = (done, report.rate_limit_waits)
         elapsed = max(now - self._started, 1e-9)
         if self.total:
             where = f"{done}/{self.total} items ({100 * done / self.total:.0f}%)"
@@ -169,7 +171,8 @@ class PlainProgress(Progress):
         if self._closed:
             return
         self._closed = True
-        if self._report is not None:
+        report = self._report
+        if report is not None and self._shown != (report.done, report.rate_limit_waits):
             self._print(self._clock())
 
 
@@ -182,7 +185,6 @@ class TqdmProgress(Progress):
             total=total,
             desc=label,
             unit=" items",
-            unit_scale=True,
             file=stream,
             dynamic_ncols=True,
             mininterval=0.2,
