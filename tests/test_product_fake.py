@@ -208,6 +208,13 @@ async def test_audience_search_evaluates_builder_queries(
             Q.any(Q.attr("plan").eq("pro"), Q.attr("_email").contains("yahoo")),
         )
     ) == {"u6", "u8", "u9", "u10"}
+    fake.add_segment(
+        "proj_demo", "seg_pro", "Pro", query=AudienceQuery(Q.attr("plan").matches("pro")).to_dict()
+    )
+    assert await users(Q.all(Q.segment("seg_pro"), Q.attr("_email").contains("yahoo"))) == {
+        "u0",
+        "u6",
+    }
     # The builder's dict is exactly what the server received, and a dict does the same.
     query = AudienceQuery(yahoo_and_pro, sort_field="_user_id", sort_asc=False)
     found = await client.audience.search(query, limit=1)
@@ -389,6 +396,12 @@ async def test_events_search_evaluates_event_queries(
     assert sorted(str(e.event_id) for e in found) == ["ord-15", "ord-17", "ord-19"]
     assert last(fake).json == {**big.to_dict(), "limit": 50}
     assert len(await client.events.search(None, limit=7)) == 7
+    recent = EventQuery(
+        Q.event("event-type").matches("page_view"), Q.event("created-at").in_last(1)
+    )
+    assert len(await client.events.search(recent)) == 10
+    older = EventQuery(Q.event("created-at").date_relative(upper=-2, period="day"))
+    assert await client.events.search(older) == []
 
 
 @covers("events.scroll")
