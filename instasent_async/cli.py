@@ -52,6 +52,7 @@ __all__ = [
     "describe_error",
     "main",
     "make_progress",
+    "print_report",
 ]
 
 EXIT_OK = 0
