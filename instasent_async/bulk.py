@@ -342,14 +342,22 @@ class _Engine:
                     self.fail(batch, f"not sent: ingestion stopped ({type(failure).__name__})")
         for _ in workers:
             await _put_shielded(self.queue, None)
+        gathered = asyncio.gather(*workers)
+        # Retrieve the outcome even when nobody awaits it any more (no "never retrieved").
+        gathered.add_done_callback(_consume)
         try:
-            await asyncio.shield(asyncio.gather(*workers))
+            await asyncio.shield(gathered)
         except asyncio.CancelledError:
             # Cancelled again while waiting for in-flight batches: stop them now.
             for w in workers:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             raise
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def _put_shielded(queue: asyncio.Queue[_Batch | None], value: None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -304,3 +305,30 @@ async def test_bad_arguments_are_named(kwargs: dict[str, Any], match: str) -> No
 async def test_a_string_is_not_a_source() -> None:
     with pytest.raises(TypeError, match="source must be an iterable"):
         await run_ingest(Recorder(), "contacts.ndjson", kind="contacts")
+
+
+async def test_a_second_cancellation_stops_in_flight_batches_and_reports_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    started = asyncio.Event()
+
+    async def send(body: bytes, idempotent: bool, stats: RequestStats) -> Response:
+        started.set()
+        await asyncio.Event().wait()  # never answers
+        raise AssertionError("unreachable")
+
+    task = asyncio.ensure_future(run_ingest(send, contacts(1000), kind="contacts", concurrency=2))
+    await started.wait()
+    task.cancel()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError) as info:
+        await task
+    report = info.value.report  # type: ignore[attr-defined]
+    accounted(report, report.total)
+    in_flight = [f for f in report.failed if "in flight" in f.reason]
+    assert len(in_flight) == 200
+    gc.collect()
+    await asyncio.sleep(0)
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
