@@ -371,15 +371,6 @@ def _fail(exc: BaseException, base_url: str | None = None) -> int:
 # --- whoami -------------------------------------------------------------------------------
 
 
-def _org_field(org: Any, name: str) -> Any:
-    value = getattr(org, name, None)
-    if value is None:
-        nested = getattr(org, "extra", {}).get("organization")
-        if isinstance(nested, dict):
-            value = nested.get(name)
-    return value
-
-
 def _named(name: Any, ident: Any) -> str:
     if name and ident:
         return f"{name} ({ident})"
@@ -435,7 +426,7 @@ async def _whoami(args: argparse.Namespace, token: str, project: str | None, bas
                 _print_stream_info(info)
                 return EXIT_OK
             _say("token: valid (product token)")
-            _say(f"organization: {_named(_org_field(org, 'name'), _org_field(org, 'uid'))}")
+            _say(f"organization: {_named(org.name, org.uid or org.id)}")
             projects = list(getattr(org, "projects", None) or [])
             _say(f"projects ({len(projects)}):")
             for item in projects:

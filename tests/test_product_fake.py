@@ -105,7 +105,7 @@ async def test_organization_lists_the_projects(
     async with Instasent(fake.product_token, base_url=fake.base_url) as client:
         org = await client.organization.get()
     assert [p.uid for p in org.projects] == ["proj_demo"]
-    assert "organization" in org.extra
+    assert (org.uid, org.name) == ("org_demo", "Demo organization")
     assert (last(fake).method, last(fake).path) == ("GET", "/v1/")
 
 

@@ -56,6 +56,15 @@ async def test_organization_get(mocked: Any, client: Instasent) -> None:
     assert call.kwargs["data"] is None
 
 
+async def test_organization_name_may_sit_in_a_nested_object(mocked: Any, client: Instasent) -> None:
+    mocked.get(
+        f"{BASE}/",
+        payload={"entity": {"organization": {"uid": "org_1", "name": "Acme"}, "projects": []}},
+    )
+    org = await client.organization.get()
+    assert (org.uid, org.name, org.projects) == ("org_1", "Acme", [])
+
+
 async def test_project_get(mocked: Any, client: Instasent) -> None:
     mocked.get(P, payload={"entity": {"uid": "proj_demo", "id": 1, "name": "Demo"}})
     project = await client.project.get()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._convert import structure
 from ..models import AttributeSpec, EventParameterSpec, EventTypeSpec, Organization, Project
-from ._base import Resource, entities_of, op
+from ._base import Resource, entities_of, entity_of, op
 
 __all__ = ["OrganizationResource", "ProjectResource", "SpecsResource"]
 
@@ -23,10 +23,20 @@ class OrganizationResource(Resource):
     async def get(self) -> Organization:
         """The organization, with its projects (and funds when the token has ACCOUNT_READ).
 
+        The reference does not say where the organization's own id and name sit:
+        top-level keys are used, else those of a nested ``organization`` object.
+
         Raises:
             AuthenticationError: the token is missing, malformed or revoked.
         """
-        result: Organization = await self._get_entity(Organization, _ORG)
+        entity = entity_of((await self._call(_ORG)).json())
+        if isinstance(entity, dict) and isinstance(entity.get("organization"), dict):
+            nested = entity["organization"]
+            lifted = {
+                k: nested[k] for k in ("id", "uid", "name") if k in nested and k not in entity
+            }
+            entity = {**entity, **lifted}
+        result: Organization = structure(entity, Organization)
         return result
 
 
