@@ -22,7 +22,7 @@ from .errors import (
     ServerError,
     UnprocessableEntityError,
 )
-from .models import FailedItem, IngestReport, RejectedItem
+from .models import Contact, Event, FailedItem, IngestReport, RejectedItem
 
 __all__ = [
     "APIConnectionError",
@@ -33,6 +33,8 @@ __all__ = [
     "BadRequestError",
     "BucketSnapshot",
     "ConfigurationError",
+    "Contact",
+    "Event",
     "FailedItem",
     "IngestReport",
     "Instasent",
