@@ -202,14 +202,15 @@ async def bench(server: Server, args: argparse.Namespace) -> list[dict[str, Any]
         ]
         for _, _, run in contenders:  # warm up: connections, caches, governor buckets
             await timed(run, max(n // 5, BATCH * concurrency))
-        samples: dict[str, list[tuple[float, float, float]]] = {c[0]: [] for c in contenders}
+        # per run: (wall, wall - generation, CPU - generation, server CPU)
+        samples: dict[str, list[tuple[float, float, float, float]]] = {c[0]: [] for c in contenders}
         for round_no in range(args.rounds):
             for name, kind, run in contenders:
                 srv0 = server.cpu_seconds()
                 wall, cpu = await timed(run, n)
                 srv = server.cpu_seconds() - srv0
                 gen = gen_cost[kind] * n
-                samples[name].append((wall - gen, cpu - gen, srv))
+                samples[name].append((wall, wall - gen, cpu - gen, srv))
             print(f"  round {round_no + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     raw_name = contenders[0][0]
     rows = []
@@ -219,16 +220,16 @@ async def bench(server: Server, args: argparse.Namespace) -> list[dict[str, Any]
             {
                 "name": name,
                 "kind": kind,
-                "items_s": statistics.median(n / w for w, _, _ in mine),
+                "items_s": statistics.median(n / m[0] for m in mine),
                 "rate_ratio": statistics.median(
-                    b[0] / m[0] for m, b in zip(mine, base, strict=True)
-                ),
-                "cpu_us": statistics.median(c / n * 1e6 for _, c, _ in mine),
-                "cpu_ratio": statistics.median(
                     b[1] / m[1] for m, b in zip(mine, base, strict=True)
                 ),
+                "cpu_us": statistics.median(m[2] / n * 1e6 for m in mine),
+                "cpu_ratio": statistics.median(
+                    b[2] / m[2] for m, b in zip(mine, base, strict=True)
+                ),
                 "gen_us": gen_cost[kind] * 1e6,
-                "server_us": statistics.median(s / n * 1e6 for _, _, s in mine),
+                "server_us": statistics.median(m[3] / n * 1e6 for m in mine),
             }
         )
     return rows
@@ -365,7 +366,7 @@ def _print_speed(rows: list[dict[str, Any]], args: argparse.Namespace) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, items and events")
-    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 5)")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 7)")
     parser.add_argument("--items", type=int, default=None, help="events per run (default 100000)")
     parser.add_argument("--concurrency", type=int, default=8, help="batches in flight (8)")
     parser.add_argument(
@@ -385,7 +386,7 @@ def main() -> int:
         print(json.dumps(result))
         return 0
     if args.rounds is None:
-        args.rounds = 3 if args.quick else 5
+        args.rounds = 3 if args.quick else 7
     if args.items is None:
         args.items = 30_000 if args.quick else 100_000
     if min(args.rounds, args.items, args.concurrency, args.memory_items) < 1:
