@@ -313,8 +313,9 @@ async def breakdown(args: argparse.Namespace) -> None:
     for label, us in rows:
         print(f"  {label:<56} {us:6.2f} us")
     print(
-        "In a real run the same code costs about 3x more per request (caches and branch predictors "
-        "are shared with aiohttp's own work): compare the 'extra us' column of the main table."
+        "Best case: in a real run the same code costs about 3x more per request (compare the "
+        "'extra us' column of the main table),\nmost likely because it shares caches and branch "
+        "predictors with aiohttp's own work (GC and request options were ruled out)."
     )
 
 
