@@ -53,10 +53,12 @@ class Instasent:
         project: project UID used by project-level operations.
         base_url: API root; plain ``http://`` only for loopback hosts unless
             ``allow_insecure=True``.
-        timeout: seconds per attempt (or an ``aiohttp.ClientTimeout``).
+        timeout: seconds allowed for each wait on the server: connecting (at most
+            10 s) and every read of the answer (or an ``aiohttp.ClientTimeout``).
         max_connections: size of the connection pool.
-        max_concurrency: requests in flight at once (default: ``max_connections``);
-            further requests wait in a queue that does not count against ``timeout``.
+        max_concurrency: a cap on requests in flight at once below the pool size
+            (default: none beyond the pool). Requests beyond either limit queue;
+            queueing never counts against ``timeout``.
         retry: the ``RetryPolicy`` (default ``RetryPolicy()``).
         rate_limit: ``"auto"`` (a governor of its own), ``None`` (off), or a
             ``RateLimitGovernor`` shared with other clients.
@@ -104,20 +106,18 @@ class Instasent:
         if governor is not None and on_event is not None:
             governor.add_listener(on_event)
         pool = Pool(session=session, max_connections=max_connections, trace_configs=trace_configs)
-        concurrency = max_concurrency if max_concurrency is not None else max_connections
         self._root = True
         self._options: dict[str, Any] = {
             "base_url": check_base_url(base_url, allow_insecure),
             "timeout": make_timeout(timeout),
             "retry": retry if retry is not None else RetryPolicy(),
             "user_agent": user_agent or DEFAULT_USER_AGENT,
-            "max_concurrency": concurrency,
         }
         transport = Transport(
             pool=pool,
             token=token,
             governor=governor,
-            semaphore=asyncio.Semaphore(concurrency),
+            semaphore=asyncio.Semaphore(max_concurrency) if max_concurrency is not None else None,
             **self._options,
         )
         if governor is None:

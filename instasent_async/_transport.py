@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import aiohttp
-import attrs
 import orjson
 from multidict import CIMultiDictProxy
 from yarl import URL
@@ -49,13 +48,18 @@ DEFAULT_USER_AGENT: Final = (
 _JSON_CT: Final = "application/json"
 
 
-@attrs.frozen(slots=True)
 class Response:
     """A successful response: status, headers and the raw body (decoded on demand)."""
 
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: CIMultiDictProxy[str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} ({len(self.body)} bytes)>"
 
     def json(self) -> Any:
         """The body as JSON, ``None`` when empty.
@@ -175,6 +179,8 @@ class Pool:
                 trace_configs=self._trace_configs,
                 json_serialize=lambda o: orjson.dumps(o).decode(),
                 timeout=aiohttp.ClientTimeout(total=None),
+                # Bearer tokens only: a cookie jar would cost every request for nothing.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
             self._session = session
             self._loop = loop
@@ -207,7 +213,6 @@ class Transport:
         "_timeout",
         "_token_source",
         "_user_agent",
-        "max_concurrency",
     )
 
     def __init__(
@@ -220,7 +225,6 @@ class Transport:
         retry: RetryPolicy,
         governor: RateLimitGovernor | None,
         user_agent: str,
-        max_concurrency: int | None,
         semaphore: asyncio.Semaphore | None = None,
     ) -> None:
         if isinstance(token, str):
@@ -237,7 +241,6 @@ class Transport:
         self._retry = retry
         self._governor = governor
         self._user_agent = user_agent
-        self.max_concurrency = max_concurrency
         self._semaphore = semaphore
         # token -> (fingerprint, GET headers, JSON headers); one entry per token seen.
         self._auth_cache: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {}
@@ -325,7 +328,10 @@ class Transport:
         session = self._pool.session()
         if json is not None and body is None:
             body = orjson.dumps(json)
-        fp, get_headers, json_headers = await self._current_auth()
+        auth = self._static
+        if auth is None:
+            auth = await self._current_auth()
+        fp, get_headers, json_headers = auth
         url = URL(self._base + path, encoded=True)
         if params:
             url = url.with_query(params)
@@ -353,15 +359,21 @@ class Transport:
             outcome: Outcome
             failure: BaseException | None = None
             try:
-                if self._semaphore is not None:
+                if self._semaphore is None:
+                    async with session.request(
+                        method,
+                        url,
+                        headers=headers,
+                        data=body,
+                        timeout=self._timeout,
+                        allow_redirects=False,
+                    ) as resp:
+                        status, resp_headers, raw = resp.status, resp.headers, await resp.read()
+                else:
                     async with self._semaphore:
                         status, resp_headers, raw = await self._send(
                             session, method, url, headers, body
                         )
-                else:
-                    status, resp_headers, raw = await self._send(
-                        session, method, url, headers, body
-                    )
             except asyncio.CancelledError:
                 if governor is not None:
                     governor.release(permit, None, None)  # type: ignore[arg-type]
@@ -487,11 +499,16 @@ def _connection_error(exc: BaseException, method: str, path: str) -> APIConnecti
 
 
 def make_timeout(timeout: float | aiohttp.ClientTimeout | None) -> aiohttp.ClientTimeout:
-    """A ClientTimeout from seconds (total per attempt) or pass one through."""
+    """A ClientTimeout from seconds, or an ``aiohttp.ClientTimeout`` passed through.
+
+    Seconds bound connecting (at most 10 s) and each wait for the server's answer,
+    not the time a request queues for a free connection: under fan-out, requests
+    wait for the pool without timing out.
+    """
     if isinstance(timeout, aiohttp.ClientTimeout):
         return timeout
     if timeout is None:
         return aiohttp.ClientTimeout(total=None)
     if timeout <= 0:
         raise ConfigurationError(f"timeout must be positive, got {timeout!r}")
-    return aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10.0))
+    return aiohttp.ClientTimeout(sock_connect=min(timeout, 10.0), sock_read=timeout)

@@ -239,3 +239,62 @@ async def test_user_agent_names_sdk_python_and_aiohttp(scripted: ScriptedServer)
     agent = scripted.requests[0].headers["User-Agent"]
     assert agent.startswith("instasent-async/")
     assert "Python/" in agent and f"aiohttp/{aiohttp.__version__}" in agent
+
+
+async def test_waiting_for_a_free_connection_does_not_count_against_the_timeout(
+    scripted: ScriptedServer,
+) -> None:
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.2)
+        return web.json_response({"entity": {"uid": "proj_demo"}})
+
+    scripted.handler = slow
+    async with Instasent(
+        TOKEN, project="proj_demo", base_url=scripted.url, max_connections=1, timeout=0.5
+    ) as client:
+        # Five requests through one connection take ~1 s in all: longer than the
+        # timeout, but each waits for the server only 0.2 s.
+        projects = await asyncio.gather(*(client.project.get() for _ in range(5)))
+    assert [p.uid for p in projects] == ["proj_demo"] * 5
+
+
+async def test_a_server_that_does_not_answer_in_time_raises_a_timeout(
+    scripted: ScriptedServer,
+) -> None:
+    from instasent_async import APITimeoutError, RetryPolicy
+
+    async def stuck(request: web.Request) -> web.Response:
+        await asyncio.sleep(2)
+        return web.json_response({})
+
+    scripted.handler = stuck
+    async with Instasent(
+        TOKEN,
+        project="proj_demo",
+        base_url=scripted.url,
+        timeout=0.2,
+        retry=RetryPolicy(max_attempts=2, backoff_base=0.01),
+    ) as client:
+        with pytest.raises(APITimeoutError, match="timed out"):
+            await client.project.get()
+    assert len(scripted.requests) == 2  # retried once (a GET is idempotent), then gave up
+
+
+async def test_max_concurrency_caps_requests_in_flight(scripted: ScriptedServer) -> None:
+    in_flight = 0
+    peak = 0
+
+    async def counting(request: web.Request) -> web.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.02)
+        in_flight -= 1
+        return web.json_response({"entity": {"uid": "proj_demo"}})
+
+    scripted.handler = counting
+    async with Instasent(
+        TOKEN, project="proj_demo", base_url=scripted.url, max_concurrency=3
+    ) as client:
+        await asyncio.gather(*(client.project.get() for _ in range(20)))
+    assert peak == 3
