@@ -119,12 +119,12 @@ class Resource:
         idempotent: bool | None = None,
     ) -> Response:
         """Render the operation's path (project first, then ``segments``) and send it."""
-        return await self._send(
+        return await self._transport.request(
             operation,
             self._path(operation, *segments),
+            scope=scope,
             params=params,
             json=json,
-            scope=scope,
             idempotent=idempotent,
         )
 
@@ -143,7 +143,8 @@ class Resource:
         )
 
     async def _get_entity(self, cls: type[Any], operation: Operation, *segments: object) -> Any:
-        response = await self._call(operation, *segments)
+        # The hot path of every get*: one coroutine down to the transport.
+        response = await self._transport.request(operation, self._path(operation, *segments))
         return structure(entity_of(response.json()), cls)
 
     def _pager(
