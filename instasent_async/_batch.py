@@ -56,6 +56,21 @@ def parse_batch(status: int, body: Any, items: Sequence[Any], offset: int) -> Ba
     positions in that input. Never raises on a malformed body; whatever cannot
     be mapped is kept in ``raw``.
     """
+    if status in _OK_STATUSES or status == 422:
+        # Fast path: one answer per item, in order (shape (a), or a bare list of answers).
+        answers = body
+        if type(body) is dict:
+            entity = body.get("entity")
+            answers = entity.get("items") if type(entity) is dict else None
+        if type(answers) is list and len(answers) == len(items):
+            outcome = _read_in_order(answers, items, offset)
+            if outcome is not None:
+                return outcome
+    return _parse_general(status, body, items, offset)
+
+
+def _parse_general(status: int, body: Any, items: Sequence[Any], offset: int) -> BatchOutcome:
+    """``parse_batch`` without its fast path: every shape and fallback."""
     n = len(items)
     if status not in _OK_STATUSES and status != 422:
         return BatchOutcome(unknown=list(range(offset, offset + n)), raw=body)
@@ -164,6 +179,62 @@ def _read_entity_shape(
         message = _message(container) or _message(state.body)
         if message:
             state.general = {"_": [message]}
+
+
+def _read_in_order(answers: list[Any], items: Sequence[Any], offset: int) -> BatchOutcome | None:
+    """The outcome when every answer is a dict settling its item, in order; else ``None``.
+
+    This is what the general path decides when answers and items have the same
+    length, no id an answer carries disagrees with its item and every answer
+    says success or failure: then nothing else in the body matters (no position
+    is left open, nothing is kept raw), whatever the status (2xx or 422). Anything
+    else (a non-dict answer, an id mismatch, an answer that says neither) returns
+    ``None`` and the general path decides. Success answers cost a few dict reads;
+    only error answers are normalised.
+    """
+    for answer, item in zip(answers, items, strict=True):
+        if type(answer) is not dict or answer.get("status") != "success":
+            break
+        answer_id = answer.get("_event_id")
+        if answer_id is not None and answer_id != (
+            item.get("_event_id") if type(item) is dict else _ids_of(item)[1]
+        ):
+            return None
+        answer_id = answer.get("_user_id")
+        if answer_id is not None and answer_id != (
+            item.get("_user_id") if type(item) is dict else _ids_of(item)[0]
+        ):
+            return None
+    else:
+        return BatchOutcome(accepted=len(answers))
+    # Some answer is not a plain success: settle each one, the successes cheaply.
+    accepted = 0
+    rejected: list[RejectedItem] = []
+    for i, answer in enumerate(answers):
+        if type(answer) is not dict:
+            return None
+        item = items[i]
+        answer_id = answer.get("_event_id")
+        if answer_id is not None and answer_id != (
+            item.get("_event_id") if type(item) is dict else _ids_of(item)[1]
+        ):
+            return None
+        answer_id = answer.get("_user_id")
+        if answer_id is not None and answer_id != (
+            item.get("_user_id") if type(item) is dict else _ids_of(item)[0]
+        ):
+            return None
+        if answer.get("status") == "success":
+            accepted += 1
+            continue
+        fate = _item_fate(answer)
+        if fate is None:
+            return None
+        if fate is _OK:
+            accepted += 1
+        else:
+            rejected.append(RejectedItem(item, offset + i, fate))
+    return BatchOutcome(accepted, rejected)
 
 
 def _ids_agree(answers: list[Any], items: Sequence[Any]) -> bool:

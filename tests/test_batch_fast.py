@@ -1,0 +1,249 @@
+"""``parse_batch``'s fast path decides exactly what the general path decides.
+
+The fast path (``_read_in_order``) handles answers that settle their items in
+order; everything else goes to ``_parse_general``. These properties build random
+batches in both 202 shapes (and the bare-list form), with random ids, statuses,
+errors and counters, and compare ``parse_batch`` with the general path alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from instasent_async._batch import _parse_general, _read_in_order, parse_batch
+from instasent_async.models import BatchOutcome, Contact, Event
+
+STATUSES = [200, 201, 202, 204, 207, 400, 422, 500]
+
+
+class FrozenMapping(Mapping[str, Any]):
+    """A mapping that is not a dict (the general path reads any mapping)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def same(fast: BatchOutcome, general: BatchOutcome) -> None:
+    assert fast == general
+    for a, b in zip(fast.rejected, general.rejected, strict=True):
+        assert a.item is b.item  # the caller's object, not an equal copy
+    assert fast.raw is general.raw
+
+
+_ids = st.sampled_from(["A", "B", "C", "ev-0", "ev-1"]) | st.integers(0, 3)
+_messages = st.lists(st.text(max_size=6), max_size=2)
+_errors = (
+    st.none()
+    | st.dictionaries(st.sampled_from(["_email", "_", "plan"]), _messages, max_size=2)
+    | st.text(max_size=6)
+    | _messages
+)
+_status_values = st.sampled_from(
+    ["success", "error", "Success", "OK", "failed", "queued", "", None, True, False, 1]
+)
+
+
+@st.composite
+def items_of(draw: st.DrawFn, n: int) -> list[Any]:
+    kind = draw(st.sampled_from(["dicts", "events", "contacts", "mappings", "mixed"]))
+    out: list[Any] = []
+    for i in range(n):
+        user_id = draw(st.none() | _ids)
+        event_id = draw(st.none() | _ids)
+        wire = {"_user_id": user_id, "_event_id": event_id, "n": i}
+        pick = kind if kind != "mixed" else draw(st.sampled_from(["dicts", "events", "mappings"]))
+        if pick == "events":
+            out.append(Event(user_id=user_id, event_id=event_id))  # type: ignore[arg-type]
+        elif pick == "contacts":
+            out.append(Contact(user_id=user_id))  # type: ignore[arg-type]
+        elif pick == "mappings":
+            out.append(FrozenMapping(wire))
+        else:
+            out.append(wire)
+    return out
+
+
+def _item_ids(item: Any) -> tuple[Any, Any]:
+    if isinstance(item, Mapping):
+        return item.get("_user_id"), item.get("_event_id")
+    return getattr(item, "user_id", None), getattr(item, "event_id", None)
+
+
+@st.composite
+def answer_for(draw: st.DrawFn, item: Any) -> Any:
+    """One per-item answer: usually well formed, sometimes odd in one way or another."""
+    shape = draw(st.sampled_from(["success"] * 4 + ["error"] * 2 + ["odd", "not a dict"]))
+    if shape == "not a dict":
+        return draw(st.none() | st.text(max_size=4) | st.integers(0, 2) | st.just([]))
+    answer: dict[str, Any] = {}
+    if shape == "success":
+        answer["status"] = "success"
+    elif shape == "error":
+        answer["status"] = "error"
+        errors = draw(_errors)
+        if errors is not None:
+            answer["errors"] = errors
+    else:
+        if draw(st.booleans()):
+            answer["status"] = draw(_status_values)
+        if draw(st.booleans()):
+            answer["success"] = draw(st.booleans() | st.none())
+        if draw(st.booleans()):
+            answer["errors" if draw(st.booleans()) else "error"] = draw(_errors)
+        if draw(st.booleans()):
+            answer["message"] = draw(st.text(max_size=4))
+    user_id, event_id = _item_ids(item)
+    # Ids: carried as the item has them (most of the time), absent, or wrong.
+    for key, value in (("_user_id", user_id), ("_event_id", event_id)):
+        how = draw(st.sampled_from(["same", "same", "same", "absent", "other", "null"]))
+        if how == "same":
+            answer[key] = value
+        elif how == "other":
+            answer[key] = draw(_ids)
+        elif how == "null":
+            answer[key] = None
+    return answer
+
+
+@st.composite
+def documented_batch(draw: st.DrawFn) -> tuple[int, Any, list[Any]]:
+    """Shape (a), a bare list of answers, or shape (a) with the wrong number of answers."""
+    n = draw(st.integers(0, 8))
+    items = draw(items_of(n))
+    answers = [draw(answer_for(item)) for item in items]
+    if draw(st.integers(0, 9)) == 0:
+        if answers and draw(st.booleans()):
+            answers.pop(draw(st.integers(0, len(answers) - 1)))
+        else:
+            answers.append(draw(answer_for(draw(items_of(1))[0])))
+    status = draw(st.sampled_from([202] * 4 + STATUSES))
+    form = draw(st.sampled_from(["entity"] * 4 + ["bare", "top"]))
+    if form == "bare":
+        return status, answers, items
+    container: dict[str, Any] = {"items": answers}
+    for key in ("successful", "failed"):
+        if draw(st.booleans()):
+            container[key] = draw(st.integers(0, n + 1) | st.none() | st.text(max_size=2))
+    if draw(st.integers(0, 3)) == 0:
+        container["errors"] = draw(_errors)
+    if draw(st.integers(0, 3)) == 0:
+        container["message"] = draw(st.text(max_size=4))
+    body = container if form == "top" else {"entity": container}
+    return status, body, items
+
+
+@st.composite
+def accepted_batch(draw: st.DrawFn) -> tuple[int, Any, list[Any]]:
+    """Shape (b): ``accepted`` positions and positional ``errors``."""
+    n = draw(st.integers(0, 8))
+    items = draw(items_of(n))
+    accepted = draw(st.lists(st.integers(-1, n + 1), max_size=n + 1))
+    errors = [
+        {"position": draw(st.integers(-1, n)), "errors": draw(_errors)}
+        for _ in range(draw(st.integers(0, 3)))
+    ]
+    body: dict[str, Any] = {
+        "accepted": [{"position": p, "item": {"x": p}} for p in accepted],
+        "errors": errors if draw(st.booleans()) else draw(_errors),
+    }
+    if draw(st.booleans()):
+        body["success"] = not errors
+    if draw(st.booleans()):
+        body["entitiesSuccess"] = draw(st.integers(0, n + 1))
+    if draw(st.booleans()):
+        del body["accepted"]
+    status = draw(st.sampled_from([202] * 4 + STATUSES))
+    return status, body, items
+
+
+@settings(max_examples=1500, deadline=None)
+@given(batch=documented_batch(), offset=st.integers(0, 10_000))
+def test_fast_path_agrees_with_the_general_path_on_per_item_answers(
+    batch: tuple[int, Any, list[Any]], offset: int
+) -> None:
+    status, body, items = batch
+    same(parse_batch(status, body, items, offset), _parse_general(status, body, items, offset))
+
+
+@settings(max_examples=600, deadline=None)
+@given(batch=accepted_batch(), offset=st.integers(0, 10_000))
+def test_fast_path_agrees_with_the_general_path_on_the_accepted_shape(
+    batch: tuple[int, Any, list[Any]], offset: int
+) -> None:
+    status, body, items = batch
+    same(parse_batch(status, body, items, offset), _parse_general(status, body, items, offset))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n=st.integers(0, 100),
+    bad=st.sets(st.integers(0, 99)),
+    offset=st.integers(0, 10_000),
+    status=st.sampled_from([200, 202, 422]),
+    carry_ids=st.booleans(),
+)
+def test_well_formed_answers_take_the_fast_path(
+    n: int, bad: set[int], offset: int, status: int, carry_ids: bool
+) -> None:
+    # The benchmark server's (and the documented) answer: the fast path must decide it.
+    items = [
+        {"_user_id": f"u{i % 7}", "_event_id": f"ev-{i}", "_event_type": "t"} for i in range(n)
+    ]
+    answers: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        answer: dict[str, Any] = {"status": "error" if i in bad else "success"}
+        if i in bad:
+            answer["errors"] = {"_event_type": [f"unknown {i}"]}
+        if carry_ids:
+            answer["_user_id"] = item["_user_id"]
+            answer["_event_id"] = item["_event_id"]
+        answers.append(answer)
+    failed = sum(1 for a in answers if a["status"] == "error")
+    body = {"entity": {"successful": n - failed, "failed": failed, "items": answers}}
+    fast = _read_in_order(answers, items, offset)
+    assert fast is not None
+    general = _parse_general(status, body, items, offset)
+    same(fast, general)
+    same(parse_batch(status, body, items, offset), general)
+    assert fast.accepted == n - failed
+    assert [r.position for r in fast.rejected] == [offset + i for i in sorted(bad) if i < n]
+
+
+def test_fast_path_steps_aside_when_ids_disagree_or_an_answer_says_nothing() -> None:
+    items = [{"_user_id": "A", "_event_id": "e1"}, {"_user_id": "A", "_event_id": "e2"}]
+    swapped = [
+        {"status": "error", "_event_id": "e2", "errors": {"x": ["bad"]}},
+        {"status": "success", "_event_id": "e1"},
+    ]
+    assert _read_in_order(swapped, items, 0) is None
+    outcome = parse_batch(202, {"entity": {"items": swapped}}, items, 5)
+    assert outcome.accepted == 1
+    assert [(r.position, r.errors) for r in outcome.rejected] == [(6, {"x": ["bad"]})]
+    assert outcome.raw is not None  # matched by id: the body is kept
+    silent = [{"status": "success"}, {"status": "queued"}]
+    assert _read_in_order(silent, items, 0) is None
+    body = {"entity": {"items": silent}}
+    outcome = parse_batch(202, body, items, 0)
+    assert (outcome.accepted, outcome.raw) == (2, body)  # accepted on the 202, body kept
+    three = [*items, {"_user_id": "B", "_event_id": "e3"}]
+    body = {"entity": {"items": [*silent, {"status": "queued"}], "failed": 1}}
+    assert parse_batch(202, body, three, 0).unknown == [1, 2]
+    models = [Event(event_id="e1"), Event(event_id="e2")]
+    answers = [{"status": "success", "_event_id": "e1"}, {"status": "error", "_event_id": "e2"}]
+    fast = _read_in_order(answers, models, 0)
+    assert fast is not None
+    assert fast.rejected[0].item is models[1]
+    assert _read_in_order(list(reversed(answers)), models, 0) is None
