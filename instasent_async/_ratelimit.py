@@ -62,6 +62,7 @@ _MIN_ROOM: Final = 1.0
 # this many seconds while the window length is unknown.
 _FOREIGN_TAU_SHARE: Final = 0.25
 _FOREIGN_TAU: Final = 0.5
+_PHI_MAX: Final = 16.0
 # Closing delays after a 429 when the reset is unknown / already past by our clock.
 _CLOSE_BASE: Final = 0.5
 _CLOSE_MAX: Final = 8.0
@@ -394,7 +395,7 @@ def _foreign_spent(b: _Bucket, spent: int, elapsed: float, exposure: float = 0.0
     else:
         b.phi_n = b.phi_n * keep + spent
         b.phi_d = b.phi_d * keep + exposure
-    b.phi = b.phi_n / b.phi_d if b.phi_n > 0 and b.phi_d > 1e-9 else 0.0
+    b.phi = min(_PHI_MAX, b.phi_n / b.phi_d) if b.phi_n > 0 and b.phi_d > 1e-9 else 0.0
 
 
 class RateLimitGovernor:
@@ -462,7 +463,7 @@ class RateLimitGovernor:
         A callback that raises is logged and skipped; it never breaks a request.
         """
         callbacks = (
-            self._listeners if self._on_event is None else [self._on_event, *self._listeners]
+            (*self._listeners,) if self._on_event is None else (self._on_event, *self._listeners)
         )
         for cb in callbacks:
             try:
