@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
+from itertools import repeat
 from typing import IO, Any, Literal
 
 import attrs
@@ -48,6 +49,7 @@ ProgressCallback = Callable[[IngestReport], None]
 SendBatch = Callable[[bytes, bool, RequestStats], Awaitable[Response]]
 
 _FATAL = (AuthenticationError, PermissionDeniedError, NotFoundError)
+_DICT_ONLY = {dict}
 
 MISSING_EVENT_ID = (
     "missing _event_id: without it a retry could store the event twice "
@@ -57,18 +59,27 @@ MISSING_EVENT_ID = (
 
 @attrs.define(slots=True)
 class _Batch:
-    """Items to send together; ``positions[i]`` is item i's position in the input."""
+    """Items to send together; item i is at input position ``position(i)``.
+
+    The positions are ``offset, offset + 1, ...`` until items are set aside
+    (``keep``); only then is the ``positions`` list built.
+    """
 
     items: list[Any]
     wire: list[Any]
-    positions: list[int]
+    offset: int
     idempotent: bool
+    positions: list[int] | None = None
+
+    def position(self, i: int) -> int:
+        """The input position of item ``i``."""
+        return self.offset + i if self.positions is None else self.positions[i]
 
     def keep(self, indices: list[int]) -> None:
         """Keep only the items at ``indices`` (the others were accounted for)."""
+        self.positions = [self.position(i) for i in indices]
         self.items = [self.items[i] for i in indices]
         self.wire = [self.wire[i] for i in indices]
-        self.positions = [self.positions[i] for i in indices]
 
 
 class _DeadLetter:
@@ -138,7 +149,7 @@ class _Engine:
 
     def fail(self, batch: _Batch, reason: str, indices: Iterable[int] | None = None) -> None:
         for i in range(len(batch.items)) if indices is None else indices:
-            position = batch.positions[i]
+            position = batch.position(i)
             self.report.failed.append(FailedItem(batch.items[i], position, reason))
             if self.dead is not None:
                 self.dead.write("failed", position, batch.wire[i], reason)
@@ -148,7 +159,7 @@ class _Engine:
         self.report.accepted += outcome.accepted
         for rejected in outcome.rejected:
             i = rejected.position
-            self.reject(batch.items[i], batch.positions[i], rejected.errors, batch.wire[i])
+            self.reject(batch.items[i], batch.position(i), rejected.errors, batch.wire[i])
         if outcome.unknown:
             self.fail(batch, UNKNOWN_OUTCOME, outcome.unknown)
         if outcome.raw is not None:
@@ -170,9 +181,8 @@ class _Engine:
 
     def make_batch(self, items: list[Any], offset: int) -> _Batch | None:
         """Wire form of a batch; items that cannot be sent are accounted for here."""
-        positions = list(range(offset, offset + len(items)))
         try:
-            batch = _Batch(items, to_wire_items(items), positions, True)
+            batch = _Batch(items, to_wire_items(items), offset, True)
         except TypeError:
             wire: list[Any] = []
             for item in items:
@@ -180,7 +190,7 @@ class _Engine:
                     wire.extend(to_wire_items([item]))
                 except TypeError:
                     wire.append(None)
-            batch = _Batch(items, wire, positions, True)
+            batch = _Batch(items, wire, offset, True)
             good = [i for i, w in enumerate(wire) if w is not None]
             for i, w in enumerate(wire):
                 if w is None:
@@ -189,12 +199,12 @@ class _Engine:
                     self.fail(batch, reason, [i])
             batch.keep(good)
         if self.events:
-            missing = [i for i, w in enumerate(batch.wire) if not _event_id(w)]
+            missing = _missing_event_ids(batch.wire)
             if missing and self.require_event_id:
                 for i in missing:
                     self.reject(
                         batch.items[i],
-                        batch.positions[i],
+                        batch.position(i),
                         {"_event_id": [MISSING_EVENT_ID]},
                         batch.wire[i],
                     )
@@ -207,21 +217,31 @@ class _Engine:
     async def produce(self, source: Source) -> None:
         """Read the source into batches; ``self.pending`` holds the unbatched tail."""
         size = self.batch_size
+        # ``pending`` is always ``self.pending`` (a local for speed: this runs per item).
+        pending = self.pending
+        append = pending.append
         if isinstance(source, AsyncIterable):
             async for item in source:
-                self.pending.append(item)
-                if len(self.pending) >= size and not await self.flush():
-                    return
+                append(item)
+                if len(pending) >= size:
+                    if not await self.flush():
+                        return
+                    pending = self.pending
+                    append = pending.append
         else:
             for item in source:
-                self.pending.append(item)
-                if len(self.pending) >= size and not await self.flush():
-                    return
+                append(item)
+                if len(pending) >= size:
+                    if not await self.flush():
+                        return
+                    pending = self.pending
+                    append = pending.append
         await self.flush()
 
     async def flush(self) -> bool:
         """Queue the pending items as a batch; False once a fatal error stopped us."""
-        items, self.pending = self.pending, []
+        items = self.pending
+        self.pending = []
         offset = self.report.total
         self.report.total += len(items)
         batch = self.make_batch(items, offset) if items else None
@@ -239,8 +259,7 @@ class _Engine:
         if items:
             offset = self.report.total
             self.report.total += len(items)
-            positions = list(range(offset, offset + len(items)))
-            self.fail(_Batch(items, [_jsonable(i) for i in items], positions, False), reason)
+            self.fail(_Batch(items, [_jsonable(i) for i in items], offset, False), reason)
 
     # -- consuming --------------------------------------------------------------
 
@@ -276,7 +295,7 @@ class _Engine:
             outcome = parse_batch(422, exc.body, batch.wire, 0)
         except BadRequestError as exc:
             for i, item in enumerate(batch.items):
-                self.reject(item, batch.positions[i], {"_": [exc.message]}, batch.wire[i])
+                self.reject(item, batch.position(i), {"_": [exc.message]}, batch.wire[i])
             return
         except _FATAL as exc:
             self.fatal = exc
@@ -373,6 +392,15 @@ def _event_id(wire: Any) -> bool:
     except AttributeError:
         return False
     return value is not None and value != ""
+
+
+def _missing_event_ids(wire: list[Any]) -> list[int]:
+    """Indices of the wire items without an ``_event_id`` (see ``_event_id``)."""
+    if set(map(type, wire)) == _DICT_ONLY:
+        ids = list(map(dict.get, wire, repeat("_event_id")))
+        if all(ids):  # every id truthy: none is None or ""
+            return []
+    return [i for i, w in enumerate(wire) if not _event_id(w)]
 
 
 async def run_ingest(
