@@ -1,0 +1,333 @@
+"""The governor and the retry policy through the real client against FakeInstasent.
+
+Windows are scaled down to one second (aligned to whole seconds, so the integer
+``X-RateLimit-Reset`` is exact) and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+
+import pytest
+from aiohttp import web
+
+from instasent_async import (
+    AmbiguousOutcomeError,
+    APIConnectionError,
+    Instasent,
+    RateLimitEvent,
+    RateLimitGovernor,
+    RetryPolicy,
+    ServerError,
+)
+from instasent_async._ratelimit import BucketKey, Permit
+from instasent_async.models import Project
+from instasent_async.testing import FakeInstasent, RecordedRequest
+
+from .conftest import ScriptedServer
+
+PROJECT = "/project/proj_demo"
+FAST_RETRY = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_max=0.05)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeInstasent]:
+    async with FakeInstasent(rate_limit=10, window=1.0) as server:
+        yield server
+
+
+def client(fake: FakeInstasent, **kwargs: object) -> Instasent:
+    options: dict[str, object] = {"retry": FAST_RETRY}
+    options.update(kwargs)
+    return Instasent(fake.product_token, project="proj_demo", base_url=fake.base_url, **options)  # type: ignore[arg-type]
+
+
+def per_window(requests: list[RecordedRequest], status: int, window: float = 1.0) -> Counter[int]:
+    return Counter(math.floor(r.time / window) for r in requests if r.status == status)
+
+
+async def until(condition: object, what: str, timeout: float = 10.0) -> None:
+    """Poll ``condition()`` on the event loop (bounded)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():  # type: ignore[operator]
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.005)
+
+
+# -- throughput without 429s ---------------------------------------------------------------
+
+
+async def test_one_client_far_above_the_limit_gets_no_429(fake: FakeInstasent) -> None:
+    events: list[RateLimitEvent] = []
+    async with client(fake, on_event=events.append) as api:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(api.project.get() for _ in range(32))), 20
+        )
+        assert len(results) == 32
+        (bucket,) = api.rate_limits
+    requests = fake.requests
+    assert fake.count(status=429) == 0
+    ok = per_window(requests, 200)
+    assert max(ok.values()) <= 10  # never more than the limit in any server window
+    assert len(ok) >= 3
+    assert bucket.key.scope == "org" and bucket.key.rate_class == "default"
+    assert bucket.key.token != fake.product_token and len(bucket.key.token) == 12
+    assert (bucket.limit, bucket.in_flight, bucket.waiters, bucket.closed) == (10, 0, 0, False)
+    waits = [e for e in events if e.kind == "wait"]
+    assert waits and all(e.bucket == "org/default" and e.delay >= 0 for e in waits)
+
+
+@pytest.mark.parametrize("skew", [3600.0, -3600.0])
+async def test_client_clock_skew_of_an_hour_changes_nothing(skew: float) -> None:
+    async with FakeInstasent(rate_limit=10, window=1.0, clock_offset=skew) as fake:
+        async with client(fake) as api:
+            await asyncio.wait_for(asyncio.gather(*(api.project.get() for _ in range(25))), 20)
+            (bucket,) = api.rate_limits
+        assert fake.count(status=429) == 0
+        assert fake.count(status=200) == 25
+    # reset_at is in local clock terms: within the next window, not an hour away.
+    assert bucket.reset_at is not None
+    left = (bucket.reset_at - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    assert -1.0 <= left <= 2.0
+
+
+class SpyGovernor(RateLimitGovernor):
+    """A governor that logs every grant and release, in order."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.log: list[tuple[str, bool, int | None]] = []
+
+    def try_acquire(self, key: BucketKey) -> Permit | None:
+        permit = super().try_acquire(key)
+        if permit is not None:
+            self.log.append(("grant", permit.probe, None))
+        return permit
+
+    async def acquire(self, key: BucketKey) -> Permit:
+        permit = await super().acquire(key)
+        self.log.append(("grant", permit.probe, None))
+        return permit
+
+    def release(
+        self, permit: Permit, status: int | None, headers: Mapping[str, str] | None
+    ) -> None:
+        self.log.append(("release", permit.probe, status))
+        super().release(permit, status, headers)
+
+
+async def test_a_429_storm_makes_the_whole_bucket_wait_then_one_probe_then_the_rest(
+    fake: FakeInstasent,
+) -> None:
+    fake.set_rate_limit(20, 1.0)
+    closed_at_throttle: list[bool] = []
+    api = client(fake, rate_limit=SpyGovernor(pacing="burst"))
+
+    def on_event(event: RateLimitEvent) -> None:
+        if event.kind == "throttled":
+            closed_at_throttle.append(api.rate_limits[0].closed)
+
+    assert api.governor is not None
+    api.governor.add_listener(on_event)
+    async with api:
+        await api.project.get()  # the bucket is known and open
+        fake.fail_next(6, 429)  # the next six to arrive are refused
+        results = await asyncio.wait_for(
+            asyncio.gather(*(api.project.get() for _ in range(15))), 20
+        )
+        assert (api.rate_limits[0].in_flight, api.rate_limits[0].waiters) == (0, 0)
+    assert len(results) == 15
+    assert fake.count(status=429) == 6
+    assert fake.count(status=200) == 16
+    # One throttle for the whole bucket, not one per coroutine.
+    assert closed_at_throttle == [True]
+    log = api.governor.log  # type: ignore[attr-defined]
+    first_429 = log.index(("release", False, 429))
+    after = log[first_429:]
+    grants = [i for i, entry in enumerate(after) if entry[0] == "grant"]
+    # After the close, the first permit is a probe and it is alone until it answers.
+    probe_at = grants[0]
+    assert after[probe_at] == ("grant", True, None)
+    probe_answer = after.index(("release", True, 200))
+    assert [i for i in grants if probe_at < i < probe_answer] == []
+    # Every 429 answered a request sent before the close: none was sent into it.
+    assert sum(1 for entry in after[probe_at:] if entry[2] == 429) == 0
+    assert len(grants) == 6  # the six refused requests went again: a probe, then five
+
+
+# -- cancellation ------------------------------------------------------------------------
+
+
+async def test_cancelling_100_waiting_and_in_flight_requests_leaks_nothing(
+    fake: FakeInstasent,
+) -> None:
+    fake.latency = 0.5
+    async with client(fake, max_connections=4) as api:
+        tasks = [asyncio.create_task(api.project.get()) for _ in range(100)]
+
+        def busy() -> bool:
+            snapshot = api.rate_limits
+            return bool(snapshot) and snapshot[0].in_flight >= 2 and snapshot[0].waiters >= 50
+
+        await until(busy, "requests in flight and waiting")
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        cancelled = sum(isinstance(r, asyncio.CancelledError) for r in results)
+        # The probe (and maybe a few more) completed before the cancellation.
+        assert cancelled >= 90
+        assert all(isinstance(r, asyncio.CancelledError | Project) for r in results)
+        (bucket,) = api.rate_limits
+        assert (bucket.in_flight, bucket.waiters) == (0, 0)
+        # The client still works, with every pooled connection free again.
+        fake.latency = 0.0
+        done = await asyncio.wait_for(asyncio.gather(*(api.project.get() for _ in range(8))), 20)
+        assert len(done) == 8
+        (bucket,) = api.rate_limits
+        assert (bucket.in_flight, bucket.waiters) == (0, 0)
+
+
+# -- retries ---------------------------------------------------------------------------
+
+
+async def test_get_is_retried_on_503_then_succeeds(fake: FakeInstasent) -> None:
+    events: list[RateLimitEvent] = []
+    fake.fail_next(2, 503, method="GET")
+    async with client(fake, on_event=events.append) as api:
+        project = await api.project.get()
+    assert project.uid == "proj_demo"
+    assert fake.count("GET", PROJECT, status=503) == 2
+    assert fake.count("GET", PROJECT, status=200) == 1
+    retries = [e for e in events if e.kind == "retry"]
+    assert [(e.status, e.attempt) for e in retries] == [(503, 1), (503, 2)]
+    assert all(e.bucket == "org/default" and e.reason == "503" for e in retries)
+
+
+async def test_get_gives_up_after_max_attempts(fake: FakeInstasent) -> None:
+    fake.fail_next(5, 503, method="GET")
+    async with client(fake, retry=RetryPolicy(max_attempts=3, backoff_base=0.01)) as api:
+        with pytest.raises(ServerError) as info:
+            await api.project.get()
+    assert info.value.status == 503
+    assert fake.count("GET", PROJECT) == 3
+
+
+async def test_events_post_is_retried_on_500_without_a_duplicate(fake: FakeInstasent) -> None:
+    fake.fail_after_processing_next(1, 500, path_contains="/stream/events")
+    event = {"_user_id": "u1", "_event_id": "order-1", "_event_type": "ecommerce_order_create"}
+    async with client(fake) as api:
+        report = await api.datasource("ds_demo").events.add([event])
+    assert report.ok and report.accepted == 1 and report.retries == 1
+    assert fake.count("POST", "/stream/events") == 2  # the server saw it twice...
+    assert [e["_event_id"] for e in fake.events()] == ["order-1"]  # ...and kept it once
+
+
+async def test_direct_sms_with_a_dropped_connection_is_ambiguous_and_sent_once(
+    fake: FakeInstasent,
+) -> None:
+    fake.drop_next(1, after_processing=True, method="POST", path_contains="/sms/direct/")
+    async with client(fake) as api:
+        with pytest.raises(AmbiguousOutcomeError) as info:
+            await api.sms.send_direct("+34600000000", "Your code is 1234")
+        assert isinstance(info.value.__cause__, APIConnectionError)
+        assert fake.product_token not in str(info.value)
+    assert fake.count("POST", "/sms/direct/") == 1
+    assert len(fake.sent_sms()) == 1
+
+
+async def test_direct_sms_answered_500_after_processing_is_ambiguous(fake: FakeInstasent) -> None:
+    fake.fail_after_processing_next(1, 500, path_contains="/sms/direct/")
+    async with client(fake) as api:
+        with pytest.raises(AmbiguousOutcomeError) as info:
+            await api.sms.send_direct("+34600000000", "hello")
+    assert isinstance(info.value.__cause__, ServerError)
+    assert fake.count("POST", "/sms/direct/") == 1
+    assert len(fake.sent_sms()) == 1
+
+
+async def test_direct_sms_rejected_with_429_is_sent_after_the_reset(fake: FakeInstasent) -> None:
+    fake.set_rate_limit(1, 1.0)
+    async with client(fake, rate_limit=None) as other:
+        await other.project.get()  # the window is spent
+    async with client(fake) as api:
+        message = await asyncio.wait_for(api.sms.send_direct("+34600000000", "hello"), 10)
+    assert message is not None
+    assert len(fake.sent_sms()) == 1
+    assert fake.count("POST", "/sms/direct/", status=429) <= 1
+
+
+# -- servers without (valid) rate-limit headers --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"X-RateLimit-Remaining": "lots", "X-RateLimit-Reset": "soon", "Date": "yesterday"},
+        {"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "-4", "X-RateLimit-Reset": "1e999"},
+        {"X-RateLimit-Limit": "10"},
+    ],
+    ids=["missing", "garbage", "negative", "limit-only"],
+)
+async def test_missing_or_garbage_headers_never_break_or_serialize_requests(
+    scripted: ScriptedServer, extra: dict[str, str]
+) -> None:
+    active = 0
+    peak = 0
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        try:
+            await asyncio.sleep(0.05)
+        finally:
+            active -= 1
+        response = web.json_response({"entity": {"uid": "proj_demo", "id": 1, "name": "Demo"}})
+        response.headers.update(extra)
+        return response
+
+    scripted.handler = handler
+    async with Instasent("tok", project="proj_demo", base_url=scripted.url) as api:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(api.project.get() for _ in range(20))), 10
+        )
+        (bucket,) = api.rate_limits
+    assert [r.uid for r in results] == ["proj_demo"] * 20
+    assert peak > 1  # the unmanaged bucket lets requests run concurrently
+    assert bucket.in_flight == 0 and not bucket.closed
+
+
+async def test_a_429_without_headers_backs_off_and_then_succeeds(scripted: ScriptedServer) -> None:
+    calls = 0
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return web.Response(status=429)
+        return web.json_response({"entity": {"uid": "proj_demo", "id": 1, "name": "Demo"}})
+
+    scripted.handler = handler
+    async with Instasent("tok", project="proj_demo", base_url=scripted.url) as api:
+        project = await asyncio.wait_for(api.project.get(), 10)
+    assert project.uid == "proj_demo"
+    assert calls == 2
+
+
+async def test_siblings_and_clients_can_share_one_governor(fake: FakeInstasent) -> None:
+    governor = RateLimitGovernor()
+    async with client(fake, rate_limit=governor) as a, client(fake, rate_limit=governor) as b:
+        sibling = a.with_options(project="proj_demo")
+        await asyncio.gather(a.project.get(), b.project.get(), sibling.project.get())
+        assert a.governor is governor and b.governor is governor
+        (shared,) = a.rate_limits  # one token, one organization bucket
+        (seen_by_sibling,) = sibling.rate_limits
+        assert (seen_by_sibling.key, seen_by_sibling.remaining) == (shared.key, shared.remaining)
+        assert shared.limit == 10 and shared.remaining is not None and shared.remaining <= 7
