@@ -181,25 +181,17 @@ class _Engine:
 
     def make_batch(self, items: list[Any], offset: int) -> _Batch | None:
         """Wire form of a batch; items that cannot be sent are accounted for here."""
-        try:
-            batch = _Batch(items, to_wire_items(items), offset, True)
-        except TypeError:
-            wire: list[Any] = []
-            for item in items:
-                try:
-                    wire.extend(to_wire_items([item]))
-                except TypeError:
-                    wire.append(None)
-            batch = _Batch(items, wire, offset, True)
-            good = [i for i, w in enumerate(wire) if w is not None]
-            for i, w in enumerate(wire):
-                if w is None:
-                    batch.wire[i] = repr(items[i])
-                    reason = f"not a mapping or a model: {type(items[i]).__qualname__}"
-                    self.fail(batch, reason, [i])
-            batch.keep(good)
+        dicts = set(map(type, items)) == _DICT_ONLY
+        if dicts:
+            # What to_wire_items does for dicts, in one step (a copy: ``wire`` may change).
+            batch = _Batch(items, items[:], offset, True)
+        else:
+            try:
+                batch = _Batch(items, to_wire_items(items), offset, True)
+            except TypeError:
+                batch = self.make_batch_by_item(items, offset)
         if self.events:
-            missing = _missing_event_ids(batch.wire)
+            missing = _missing_event_ids(batch.wire, dicts)
             if missing and self.require_event_id:
                 for i in missing:
                     self.reject(
@@ -213,6 +205,24 @@ class _Engine:
             elif missing:
                 batch.idempotent = False
         return batch if batch.items else None
+
+    def make_batch_by_item(self, items: list[Any], offset: int) -> _Batch:
+        """``make_batch``'s conversion when some item is not a mapping or a model."""
+        wire: list[Any] = []
+        for item in items:
+            try:
+                wire.extend(to_wire_items([item]))
+            except TypeError:
+                wire.append(None)
+        batch = _Batch(items, wire, offset, True)
+        good = [i for i, w in enumerate(wire) if w is not None]
+        for i, w in enumerate(wire):
+            if w is None:
+                batch.wire[i] = repr(items[i])
+                reason = f"not a mapping or a model: {type(items[i]).__qualname__}"
+                self.fail(batch, reason, [i])
+        batch.keep(good)
+        return batch
 
     async def produce(self, source: Source) -> None:
         """Read the source into batches; ``self.pending`` holds the unbatched tail."""
@@ -394,9 +404,12 @@ def _event_id(wire: Any) -> bool:
     return value is not None and value != ""
 
 
-def _missing_event_ids(wire: list[Any]) -> list[int]:
-    """Indices of the wire items without an ``_event_id`` (see ``_event_id``)."""
-    if set(map(type, wire)) == _DICT_ONLY:
+def _missing_event_ids(wire: list[Any], dicts: bool = False) -> list[int]:
+    """Indices of the wire items without an ``_event_id`` (see ``_event_id``).
+
+    ``dicts`` says the caller knows every item of ``wire`` is a ``dict``.
+    """
+    if dicts or set(map(type, wire)) == _DICT_ONLY:
         ids = list(map(dict.get, wire, repeat("_event_id")))
         if all(ids):  # every id truthy: none is None or ""
             return []
