@@ -52,8 +52,9 @@ _EPOCH_THRESHOLD: Final = 10**9
 _MAX_WINDOW: Final = 86400.0
 # Remaining == 0 and no reset known: look again (optimistically) after this long.
 _UNKNOWN_RESET_WAIT: Final = 1.0
-# Spread pacing lets this many permits go back to back (1 + tolerance in intervals).
-_BURST_TOLERANCE: Final = 1.0
+# Spread pacing lets a burst of one interval, or of this share of the time left
+# (about that share of the remaining allowance), go back to back.
+_BURST_SHARE: Final = 0.05
 # A permit needs this much expected room. While other clients of the same token
 # are busy (phi > 0) up to one more unit is left for whichever of them saw the
 # last ones first: that race is where 429s come from.
@@ -571,9 +572,11 @@ class RateLimitGovernor:
                 if deadline is not None:
                     left = deadline - now
                     interval = left / room
+                    # A small burst is fine: one interval, or a slice of the time left.
+                    tolerance = interval if interval > left * _BURST_SHARE else left * _BURST_SHARE
                     next_at = b.next_at
-                    if now < next_at - interval * _BURST_TOLERANCE:
-                        return next_at - interval * _BURST_TOLERANCE
+                    if now < next_at - tolerance:
+                        return next_at - tolerance
                     b.next_at = (next_at if next_at > now else now) + interval
                 elif b.in_flight and b.reset_key is not None:
                     # The window rolled and its length is unknown: one at a time until
@@ -648,7 +651,7 @@ class RateLimitGovernor:
         if permit._probe:
             b.probe_out = False
         if status == 429:
-            self._throttle(b, headers, now, answer if answer is not False else None)
+            self._throttle(b, permit, headers, now, answer if answer is not False else None)
         elif permit._probe:
             if b.state == _PROBING:
                 if status is None:
@@ -759,7 +762,12 @@ class RateLimitGovernor:
         return deadline
 
     def _throttle(
-        self, b: _Bucket, headers: Mapping[str, str] | None, now: float, answer: float | None
+        self,
+        b: _Bucket,
+        permit: Permit,
+        headers: Mapping[str, str] | None,
+        now: float,
+        answer: float | None,
     ) -> None:
         """A 429: close the whole bucket until the reset, then one probe.
 
@@ -774,8 +782,12 @@ class RateLimitGovernor:
         if delay is None and answer is not None:
             delay = answer - now
             if delay <= 0:
-                # The server still counts a window we believe over: our deadlines are
-                # early for this server. Set them later from now on.
+                if permit._sent_at < answer:
+                    # Refused in a window that is over by now (a slow answer): the
+                    # request goes again through the current window, nothing to close.
+                    return
+                # Sent after we believed that window over, yet the server still counted
+                # it: our deadlines are early for this server. Set them later.
                 b.margin = min(_MARGIN_MAX, b.margin + _MARGIN_STEP)
                 delay = min(_EARLY_MAX, _EARLY_BASE * 2 ** min(b.strikes, 16))
         if delay is None or delay <= 0:

@@ -322,6 +322,23 @@ def test_spread_pacing_spaces_the_remaining_allowance(clock: FakeClock) -> None:
     assert all(b - a < 1.6 for a, b in itertools.pairwise(sent_at))
 
 
+def test_spread_pacing_allows_a_burst_of_a_small_share_of_a_large_allowance(
+    clock: FakeClock,
+) -> None:
+    gov = governor(clock)
+    open_bucket(gov, clock, 600, limit=600, left=60.0)
+    at_once = 0
+    while gov.try_acquire(KEY) is not None:
+        at_once += 1
+        assert at_once < 600
+    # About 5 % of the allowance goes at once (interactive bursts stay snappy)...
+    assert 20 <= at_once <= 40
+    # ...then one permit per 0.1 s (600 in 60 s).
+    clock.advance(0.11)
+    assert gov.try_acquire(KEY) is not None
+    assert gov.try_acquire(KEY) is None
+
+
 def test_burst_pacing_sends_while_there_is_room(clock: FakeClock) -> None:
     gov = governor(clock, pacing="burst")
     open_bucket(gov, clock, 10, limit=10, left=10.0)
@@ -528,3 +545,34 @@ def test_throttle_is_logged_at_debug_without_the_token(
     assert "org/default" in caplog.text
     assert "3.000s" in caplog.text
     assert "secret" not in caplog.text
+
+
+def test_a_slow_429_from_a_window_already_over_does_not_close_the_bucket(clock: FakeClock) -> None:
+    gov = governor(clock, pacing="burst")
+    open_bucket(gov, clock, 5, left=2.0)
+    slow = gov.try_acquire(KEY)
+    assert slow is not None
+    old_server_now = SERVER0 + (clock.wall - WALL0)
+    clock.advance(2.5)  # the window is over when the refusal finally arrives
+    fresh = gov.try_acquire(KEY)
+    assert fresh is not None
+    gov.release(fresh, 200, server_headers(clock, 9, left=1.5))
+    gov.release(slow, 429, rl_headers(0, reset=old_server_now + 2.0, date=old_server_now))
+    assert not snap(gov).closed
+    assert gov.try_acquire(KEY) is not None
+
+
+def test_a_429_after_our_reset_closes_briefly_and_moves_later_deadlines(clock: FakeClock) -> None:
+    gov = governor(clock, pacing="burst")
+    open_bucket(gov, clock, 5, left=2.0)
+    reset = SERVER0 + (clock.wall - WALL0) + 2.0
+    clock.advance(2.1)
+    early = gov.try_acquire(KEY)  # the window rolled by our clock...
+    assert early is not None
+    # ...but the server still counts the old one (its reset is later than announced).
+    gov.release(early, 429, rl_headers(0, reset=reset, date=reset - 1))
+    assert snap(gov).closed
+    assert gov.try_acquire(KEY) is None
+    clock.advance(1.2)
+    probe = gov.try_acquire(KEY)
+    assert probe is not None and probe.probe
