@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._client import Instasent
-from ._ratelimit import BucketSnapshot, RateLimitEvent, RateLimitGovernor
+from ._ratelimit import BucketKey, BucketSnapshot, RateLimitEvent, RateLimitGovernor
 from ._retry import RetryPolicy
 from ._version import __version__
 from .errors import (
@@ -31,6 +31,7 @@ __all__ = [
     "AmbiguousOutcomeError",
     "AuthenticationError",
     "BadRequestError",
+    "BucketKey",
     "BucketSnapshot",
     "ConfigurationError",
     "Contact",

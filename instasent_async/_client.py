@@ -105,6 +105,7 @@ class Instasent:
             )
         if governor is not None and on_event is not None:
             governor.add_listener(on_event)
+        self._listener = on_event if governor is not None else None
         pool = Pool(session=session, max_connections=max_connections, trace_configs=trace_configs)
         self._root = True
         self._options: dict[str, Any] = {
@@ -156,6 +157,11 @@ class Instasent:
         A borrowed ``session=`` is never closed.
         """
         if self._root:
+            listener, self._listener = self._listener, None
+            governor = self._transport.governor
+            if listener is not None and governor is not None:
+                # A shared governor outlives this client: stop sending it our events.
+                governor.remove_listener(listener)
             await self._transport.pool.close()
 
     @property
@@ -196,6 +202,7 @@ class Instasent:
         )
         sibling = object.__new__(Instasent)
         sibling._root = False
+        sibling._listener = None
         sibling._options = options
         sibling._init(transport, self._project_id if project is _UNSET else project, new_token)
         return sibling

@@ -280,6 +280,8 @@ class Transport:
     def _auth(self, token: str) -> tuple[str, dict[str, str], dict[str, str]]:
         cached = self._auth_cache.get(token)
         if cached is None:
+            if any(c in token for c in "\r\n\x00"):
+                raise ConfigurationError("the token contains a line break or NUL character")
             if len(self._auth_cache) > 32:
                 self._auth_cache.clear()
             get_headers = {
@@ -374,10 +376,6 @@ class Transport:
                         status, resp_headers, raw = await self._send(
                             session, method, url, headers, body
                         )
-            except asyncio.CancelledError:
-                if governor is not None:
-                    governor.release(permit, None, None)  # type: ignore[arg-type]
-                raise
             except aiohttp.ClientConnectorCertificateError as exc:
                 if governor is not None:
                     governor.release(permit, None, None)  # type: ignore[arg-type]
@@ -388,6 +386,11 @@ class Transport:
                 outcome, failure = "not_sent", exc
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 outcome, failure = "maybe_sent", exc
+            except BaseException:
+                # Cancelled, or anything unexpected: never keep the permit.
+                if governor is not None:
+                    governor.release(permit, None, None)  # type: ignore[arg-type]
+                raise
             if governor is not None:
                 governor.release(permit, status, resp_headers)  # type: ignore[arg-type]
             if status is not None:
@@ -416,12 +419,14 @@ class Transport:
             if decision.action == "retry":
                 reason = str(outcome) if status is not None else _describe(failure)
                 log.debug(
-                    "retrying %s %s (attempt %d, %s) in %.3fs",
+                    "retrying %s %s (attempt %d, %s) in %.3fs [bucket %s/%s]",
                     method,
                     path,
                     attempt + 1,
                     reason,
                     decision.delay,
+                    scope,
+                    op.rate_class,
                 )
                 if self._emit is not None:
                     self._emit(

@@ -298,3 +298,54 @@ async def test_max_concurrency_caps_requests_in_flight(scripted: ScriptedServer)
     ) as client:
         await asyncio.gather(*(client.project.get() for _ in range(20)))
     assert peak == 3
+
+
+async def test_an_unexpected_error_inside_a_request_leaves_no_permit_held(
+    scripted: ScriptedServer,
+) -> None:
+    armed = True
+
+    async def explode(*args: object) -> None:
+        if armed:
+            raise RuntimeError("boom in a trace hook")
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(explode)
+    async with Instasent(
+        TOKEN, project="proj_demo", base_url=scripted.url, trace_configs=[trace]
+    ) as client:
+        with pytest.raises(RuntimeError, match="boom"):
+            await client.project.get()
+        assert client.governor is not None
+        assert [b.in_flight for b in client.rate_limits] == [0]
+        armed = False
+        assert (await client.project.get()).uid == "proj_demo"
+
+
+async def test_a_token_with_a_line_break_is_refused_before_sending(
+    scripted: ScriptedServer,
+) -> None:
+    async def provider() -> str:
+        return "abc\r\nX-Injected: 1"
+
+    with pytest.raises(ConfigurationError, match="line break"):
+        Instasent("abc\ndef")
+    async with Instasent(provider, project="proj_demo", base_url=scripted.url) as client:
+        with pytest.raises(ConfigurationError, match="line break"):
+            await client.project.get()
+        assert all(b.in_flight == 0 for b in client.rate_limits)
+    assert scripted.requests == []
+
+
+async def test_closing_a_client_unregisters_its_event_callback_from_a_shared_governor(
+    scripted: ScriptedServer,
+) -> None:
+    from instasent_async import RateLimitGovernor
+
+    shared = RateLimitGovernor()
+    seen: list[object] = []
+    first = Instasent(TOKEN, base_url=scripted.url, rate_limit=shared, on_event=seen.append)
+    await first.close()
+    async with Instasent(TOKEN, base_url=scripted.url, rate_limit=shared):
+        shared.emit(object())  # type: ignore[arg-type]
+    assert seen == []
