@@ -73,15 +73,10 @@ class _DatasourcePart(Resource):
         params: dict[str, str] | None = None,
         body: bytes | None = None,
         idempotent: bool | None = None,
-    ) -> Any:
-        encoded = [
-            self._p(),
-            self._ds_enc,
-            *(encode_segment(s, n) for s, n in zip(segments, operation.params[2:], strict=True)),
-        ]
+    ) -> Response:
         return await self._transport.request(
             operation,
-            operation.render(*encoded),
+            self._path(operation, self._ds, *segments),
             scope=self._ds,
             params=params,
             body=body,
