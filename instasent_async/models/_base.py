@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import sys
 from typing import Any, Final
 
 import attrs
@@ -41,6 +42,9 @@ __all__ = [
 ]
 
 UTC: Final = _dt.timezone.utc
+
+ISO_READS_Z: Final = sys.version_info >= (3, 11)
+"""``datetime.fromisoformat`` reads a trailing ``Z`` (and most ISO 8601 forms)."""
 
 WIRE: Final = "instasent_wire"
 """The attrs metadata key holding a field's :class:`WireSpec`."""
@@ -120,6 +124,13 @@ def parse_datetime(value: Any) -> _dt.datetime:
     Raises:
         ValueError: the value is not a date/time in one of those forms.
     """
+    if type(value) is str and ISO_READS_Z:
+        try:
+            parsed = _dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass  # surrounding blanks, a lowercase "z", a form only the slow path reads...
+        else:
+            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     if isinstance(value, _dt.datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     if isinstance(value, str):
@@ -167,11 +178,23 @@ def format_datetime(value: _dt.datetime) -> str:
     """
     if value.tzinfo is not UTC:
         value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    # orjson formats in C, about 3x faster than isoformat(): '"...THH:MM:SS[.ffffff]Z"'.
-    text = orjson.dumps(value, option=orjson.OPT_UTC_Z).decode()
+    try:
+        # orjson formats in C, about 3x faster than isoformat(): '"...THH:MM:SS[.ffffff]Z"'.
+        raw = orjson.dumps(value, option=orjson.OPT_UTC_Z)
+    except TypeError:  # a datetime subclass (freezegun's, pendulum's): orjson refuses it
+        return _format_slow(value)
     micro = value.microsecond
     if micro == 0:
-        return text[1:-2] + ".000Z"
+        return raw[1:-2].decode() + ".000Z"
     if micro % 1000:
-        return text[1:-1]
-    return text[1:24] + "Z"
+        return raw[1:-1].decode()
+    return raw[1:24].decode() + "Z"
+
+
+def _format_slow(value: _dt.datetime) -> str:
+    """``format_datetime`` of a UTC datetime, in pure Python (the reference form)."""
+    micro = value.microsecond
+    plain = _dt.datetime(
+        value.year, value.month, value.day, value.hour, value.minute, value.second, micro
+    )
+    return plain.isoformat(timespec="microseconds" if micro % 1000 else "milliseconds") + "Z"
