@@ -193,7 +193,8 @@ def _read_in_order(answers: list[Any], items: Sequence[Any], offset: int) -> Bat
     ``None`` and the general path decides. Success answers cost a few dict reads;
     only error answers are normalised.
     """
-    if set(map(type, items)) == _DICT_ONLY:
+    dicts = set(map(type, items)) == _DICT_ONLY
+    if dicts:
         # The common case (wire dicts sent, all accepted), in its cheapest form.
         for answer, item in zip(answers, items, strict=True):
             if type(answer) is not dict or answer.get("status") != "success":
@@ -213,16 +214,16 @@ def _read_in_order(answers: list[Any], items: Sequence[Any], offset: int) -> Bat
         if type(answer) is not dict:
             return None
         item = items[i]
-        answer_id = answer.get("_event_id")
-        if answer_id is not None and answer_id != (
-            item.get("_event_id") if type(item) is dict else _ids_of(item)[1]
-        ):
-            return None
-        answer_id = answer.get("_user_id")
-        if answer_id is not None and answer_id != (
-            item.get("_user_id") if type(item) is dict else _ids_of(item)[0]
-        ):
-            return None
+        answer_event = answer.get("_event_id")
+        answer_user = answer.get("_user_id")
+        if answer_event is not None or answer_user is not None:
+            user_id, event_id = (
+                (item.get("_user_id"), item.get("_event_id")) if dicts else _ids_of(item)
+            )
+            if (answer_event is not None and answer_event != event_id) or (
+                answer_user is not None and answer_user != user_id
+            ):
+                return None
         if answer.get("status") == "success":
             accepted += 1
             continue
@@ -277,7 +278,7 @@ def _match_by_id(answers: list[Any], items: Sequence[Any], fates: list[_Fate]) -
 
 
 def _item_fate(answer: Any) -> _Fate:
-    if not isinstance(answer, Mapping):
+    if type(answer) is not dict and not isinstance(answer, Mapping):
         return None
     status = answer.get("status")
     if status is None and isinstance(answer.get("success"), bool):
@@ -396,29 +397,47 @@ def normalize_errors(value: Any) -> dict[str, list[str]] | None:
 
 
 def _collect(value: Any, field: str, out: dict[str, list[str]]) -> None:
+    # Plain JSON types first (exact type checks are much cheaper than the ABC check).
+    kind = type(value)
+    if kind is str:
+        if value:
+            out.setdefault(field, []).append(value)
+        return
+    if kind is list:
+        for entry in value:
+            _collect(entry, field, out)
+        return
+    if kind is dict:
+        if value:
+            _collect_mapping(value, field, out)
+        return
     if value is None or value == "" or value == [] or value == {}:
         return
     if isinstance(value, str):
         out.setdefault(field, []).append(value)
     elif isinstance(value, Mapping):
-        if "errors" in value or "message" in value or "error" in value:
-            named = value.get("field", value.get("property", value.get("path")))
-            target = str(named) if named is not None else field
-            if "errors" in value:
-                _collect(value["errors"], target, out)
-            else:
-                _collect(value.get("message", value.get("error")), target, out)
-            return
-        for key, sub in value.items():
-            if key in ("position", "index", "item"):
-                continue
-            name = str(key) if field == "_" else f"{field}.{key}"
-            _collect(sub, name, out)
+        _collect_mapping(value, field, out)
     elif isinstance(value, (list, tuple)):
         for entry in value:
             _collect(entry, field, out)
     else:
         out.setdefault(field, []).append(str(value))
+
+
+def _collect_mapping(value: Mapping[Any, Any], field: str, out: dict[str, list[str]]) -> None:
+    if "errors" in value or "message" in value or "error" in value:
+        named = value.get("field", value.get("property", value.get("path")))
+        target = str(named) if named is not None else field
+        if "errors" in value:
+            _collect(value["errors"], target, out)
+        else:
+            _collect(value.get("message", value.get("error")), target, out)
+        return
+    for key, sub in value.items():
+        if key in ("position", "index", "item"):
+            continue
+        name = str(key) if field == "_" else f"{field}.{key}"
+        _collect(sub, name, out)
 
 
 def _merge(base: dict[str, list[str]] | None, more: dict[str, list[str]]) -> dict[str, list[str]]:

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instasent_async._batch import _parse_general, _read_in_order, parse_batch
+from instasent_async._batch import _parse_general, _read_in_order, normalize_errors, parse_batch
 from instasent_async.models import BatchOutcome, Contact, Event
 
 STATUSES = [200, 201, 202, 204, 207, 400, 422, 500]
@@ -247,3 +247,57 @@ def test_fast_path_steps_aside_when_ids_disagree_or_an_answer_says_nothing() -> 
     assert fast is not None
     assert fast.rejected[0].item is models[1]
     assert _read_in_order(list(reversed(answers)), models, 0) is None
+
+
+# --- normalize_errors: plain JSON types take a shortcut ------------------------------------
+
+
+def _reference_collect(value: Any, field: str, out: dict[str, list[str]]) -> None:
+    """The type-agnostic reading of an errors value (normalize_errors before its shortcut)."""
+    if value is None or value == "" or value == [] or value == {}:
+        return
+    if isinstance(value, str):
+        out.setdefault(field, []).append(value)
+    elif isinstance(value, Mapping):
+        if "errors" in value or "message" in value or "error" in value:
+            named = value.get("field", value.get("property", value.get("path")))
+            target = str(named) if named is not None else field
+            if "errors" in value:
+                _reference_collect(value["errors"], target, out)
+            else:
+                _reference_collect(value.get("message", value.get("error")), target, out)
+            return
+        for key, sub in value.items():
+            if key in ("position", "index", "item"):
+                continue
+            name = str(key) if field == "_" else f"{field}.{key}"
+            _reference_collect(sub, name, out)
+    elif isinstance(value, (list, tuple)):
+        for entry in value:
+            _reference_collect(entry, field, out)
+    else:
+        out.setdefault(field, []).append(str(value))
+
+
+_error_keys = st.sampled_from(
+    ["errors", "message", "error", "field", "property", "path", "position", "index", "item"]
+) | st.text(max_size=4)
+_error_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2, 2) | st.text(max_size=4) | st.just(0.5),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(_error_keys, inner, max_size=3)
+        | st.dictionaries(_error_keys, inner, max_size=3).map(FrozenMapping)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(value=_error_values)
+def test_normalize_errors_reads_any_value_as_the_reference_does(value: Any) -> None:
+    expected: dict[str, list[str]] = {}
+    _reference_collect(value, "_", expected)
+    assert normalize_errors(value) == (expected or None)
+    assert list((normalize_errors(value) or {}).items()) == list(expected.items())
