@@ -49,13 +49,24 @@ _OK: Final = True
 _Fate = Any
 
 
-def parse_batch(status: int, body: Any, items: Sequence[Any], offset: int) -> BatchOutcome:
+def parse_batch(
+    status: int,
+    body: Any,
+    items: Sequence[Any],
+    offset: int,
+    *,
+    ids: tuple[Sequence[Any], Sequence[Any]] | None = None,
+) -> BatchOutcome:
     """Decide the fate of every item of one batch request from the response.
 
     ``items`` are the items sent (wire dicts or models), ``offset`` the position
     of ``items[0]`` in the caller's whole input: positions in the outcome are
-    positions in that input. Never raises on a malformed body; whatever cannot
-    be mapped is kept in ``raw``.
+    positions in that input. ``ids``, if given, are the lists of the items'
+    ``_user_id`` and ``_event_id`` values (``None`` where absent), read when the
+    batch was built: answers are checked against them rather than by reading
+    every item again (by the time the answer arrives the items have left the CPU
+    caches). Never raises on a malformed body; whatever cannot be mapped is kept
+    in ``raw``.
     """
     if status in _OK_STATUSES or status == 422:
         # Fast path: one answer per item, in order (shape (a), or a bare list of answers).
@@ -64,7 +75,7 @@ def parse_batch(status: int, body: Any, items: Sequence[Any], offset: int) -> Ba
             entity = body.get("entity")
             answers = entity.get("items") if type(entity) is dict else None
         if type(answers) is list and len(answers) == len(items):
-            outcome = _read_in_order(answers, items, offset)
+            outcome = _read_in_order(answers, items, offset, ids)
             if outcome is not None:
                 return outcome
     return _parse_general(status, body, items, offset)
@@ -182,7 +193,12 @@ def _read_entity_shape(
             state.general = {"_": [message]}
 
 
-def _read_in_order(answers: list[Any], items: Sequence[Any], offset: int) -> BatchOutcome | None:
+def _read_in_order(
+    answers: list[Any],
+    items: Sequence[Any],
+    offset: int,
+    ids: tuple[Sequence[Any], Sequence[Any]] | None = None,
+) -> BatchOutcome | None:
     """The outcome when every answer is a dict settling its item, in order; else ``None``.
 
     This is what the general path decides when answers and items have the same
@@ -193,6 +209,19 @@ def _read_in_order(answers: list[Any], items: Sequence[Any], offset: int) -> Bat
     ``None`` and the general path decides. Success answers cost a few dict reads;
     only error answers are normalised.
     """
+    if ids is not None:
+        user_ids, event_ids = ids
+        for answer, user_id, event_id in zip(answers, user_ids, event_ids, strict=True):
+            if type(answer) is not dict or answer.get("status") != "success":
+                break
+            answer_id = answer.get("_event_id")
+            if answer_id is not None and answer_id != event_id:
+                return None
+            answer_id = answer.get("_user_id")
+            if answer_id is not None and answer_id != user_id:
+                return None
+        else:
+            return BatchOutcome(accepted=len(answers))
     dicts = set(map(type, items)) == _DICT_ONLY
     if dicts:
         # The common case (wire dicts sent, all accepted), in its cheapest form.
