@@ -27,6 +27,7 @@ from email.utils import parsedate_tz
 from typing import Final, Literal, NamedTuple
 
 import attrs
+from multidict import istr
 
 from ._errors import RateLimitInfo
 
@@ -42,9 +43,13 @@ __all__ = [
 
 log = logging.getLogger("instasent_async.ratelimit")
 
-_LIMIT: Final = "X-RateLimit-Limit"
-_REMAINING: Final = "X-RateLimit-Remaining"
-_RESET: Final = "X-RateLimit-Reset"
+# istr names: aiohttp's case-insensitive headers look them up without lowercasing
+# the name again each time; plain dicts see the same string.
+_LIMIT: Final = istr("X-RateLimit-Limit")
+_REMAINING: Final = istr("X-RateLimit-Remaining")
+_RESET: Final = istr("X-RateLimit-Reset")
+_DATE: Final = istr("Date")
+_RETRY_AFTER: Final = istr("Retry-After")
 
 # A Reset below this is "seconds from now", above it an absolute epoch.
 _EPOCH_THRESHOLD: Final = 10**9
@@ -201,9 +206,9 @@ def reset_delay(headers: Mapping[str, str]) -> float | None:
     absolute epoch compared with the response's ``Date`` header (so the local
     clock does not matter). Clamped at 0; ``None`` when unknown. Never raises.
     """
-    date_s = headers.get("Date")
+    date_s = headers.get(_DATE)
     server_now = _http_date(date_s) if date_s else None
-    ra = headers.get("Retry-After")
+    ra = headers.get(_RETRY_AFTER)
     if ra is not None:
         delay = _retry_after(ra, server_now)
         if delay is not None:
@@ -230,7 +235,7 @@ def parse_rate_limit(headers: Mapping[str, str]) -> RateLimitInfo | None:
         limit_s is None
         and remaining_s is None
         and headers.get(_RESET) is None
-        and headers.get("Retry-After") is None
+        and headers.get(_RETRY_AFTER) is None
     ):
         return None
     delay = reset_delay(headers)
@@ -281,6 +286,12 @@ class _Bucket:
     __slots__ = (
         "deadline",
         "expired",
+        "fast_date",
+        "fast_date_p1",
+        "fast_deadline",
+        "fast_limit",
+        "fast_limit_s",
+        "fast_reset",
         "in_flight",
         "key",
         "label",
@@ -351,6 +362,14 @@ class _Bucket:
         self.waiters: deque[asyncio.Future[Permit]] = deque()
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
+        # What the last answer that went through ``_update`` to the same-window branch
+        # with an absolute reset and a Date said, raw (see ``release``): None when unset.
+        self.fast_reset: str | None = None
+        self.fast_date: str | None = None
+        self.fast_date_p1 = 0.0  # its Date + 1 (epoch seconds)
+        self.fast_limit_s: str | None = None
+        self.fast_limit = 0
+        self.fast_deadline = 0.0
 
     def observe_date(self, date: float, sent: float, recv: float) -> float:
         """Fold one ``Date`` sample into the offset estimate and return the estimate.
@@ -499,12 +518,35 @@ class RateLimitGovernor:
         Synchronous: never awaits. Returns ``None`` whenever others already wait in
         this bucket (they are served first).
         """
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._bucket(key)
-        if bucket.waiters:
+        b = self._buckets.get(key)
+        if b is None:
+            b = self._bucket(key)
+        if b.waiters:
             return None
-        result = self._try(bucket, self._clock())
+        now = self._clock()
+        deadline = b.deadline
+        if (
+            b.state == _OPEN
+            and deadline is not None
+            and now < deadline
+            and not b.phi
+            and self._spread
+            and b.remaining is not None
+        ):
+            # _try's usual case, inline: no roll due, no other clients seen.
+            room = b.remaining - b.in_flight
+            if room >= _MIN_ROOM:
+                left = deadline - now
+                interval = left / room
+                tolerance = interval if interval > left * _BURST_SHARE else left * _BURST_SHARE
+                next_at = b.next_at
+                if now < next_at - tolerance:
+                    return None
+                b.next_at = (next_at if next_at > now else now) + interval
+                b.in_flight += 1
+                return Permit(b, now, False)
+            return None
+        result = self._try(b, now)
         return result if type(result) is Permit else None
 
     async def acquire(self, key: BucketKey) -> Permit:
@@ -640,6 +682,18 @@ class RateLimitGovernor:
         b = permit._bucket
         b.in_flight -= 1
         now = self._clock()
+        if (
+            b.fast_reset is not None
+            and headers is not None
+            and status is not None
+            and status != 429
+            and b.state == _OPEN
+            and not permit._probe
+            and self._fast_update(b, permit, headers, now)
+        ):
+            if b.waiters:
+                self._dispatch(b)
+            return
         answer: float | Literal[False] | None = False
         if status is not None and headers is not None:
             try:
@@ -665,6 +719,80 @@ class RateLimitGovernor:
         if b.waiters:
             self._dispatch(b)
 
+    def _fast_update(
+        self, b: _Bucket, permit: Permit, headers: Mapping[str, str], now: float
+    ) -> bool:
+        """``_update`` for an answer in the current window with the raw ``Reset``,
+        ``Date`` and ``Limit`` of the last one that went through ``_update``.
+
+        Returns False, having changed nothing, when that does not hold; otherwise
+        leaves the bucket exactly as ``_update`` would. ``_update`` would find the
+        same window (same reset key, not expired: ``release`` checked the state) and
+        the same deadline: ``reset - offset + margin`` where ``margin`` is unchanged
+        (``_throttle`` clears the cache when it moves it) and so is ``offset``,
+        because ``observe_date`` with the same Date ``D`` changes nothing unless the
+        rotation is due (checked) or the sample contradicts the estimate (the same
+        test is made here): after the sample of ``D`` received at ``r0``,
+        ``off_lo >= D - r0``, and a later receipt ``r >= r0`` gives the lower bound
+        ``D - r <= D - r0``, never above ``off_lo``.
+        """
+        get = headers.get
+        if (
+            get(_RESET) != b.fast_reset
+            or get(_DATE) != b.fast_date
+            or get(_LIMIT) != b.fast_limit_s
+            or now >= b.off_rotate_at
+        ):
+            return False
+        off_lo = b.off_lo
+        if off_lo is None or b.fast_date_p1 - permit._sent_at < off_lo:
+            return False
+        remaining_s = get(_REMAINING)
+        if remaining_s is None:
+            return False
+        try:
+            remaining = int(remaining_s)
+        except ValueError:
+            return False
+        previous = b.remaining
+        if remaining < 0 or previous is None:
+            return False
+        window = b.window
+        tau = _FOREIGN_TAU if window is None else window * _FOREIGN_TAU_SHARE
+        if not tau:
+            return False  # _foreign_spent would fail; let _update deal with it
+        limit = b.fast_limit
+        b.limit = limit if limit >= remaining else remaining
+        deadline = b.fast_deadline
+        if remaining < previous:
+            # As _update and _foreign_spent, inline and in the same order.
+            seen_at = b.seen_at
+            left_prev = deadline - seen_at
+            left_now = deadline - now
+            exposure = (
+                previous * math.log(left_prev / left_now)
+                if left_now > 0 and left_prev > left_now
+                else 0.0
+            )
+            spent = previous - remaining - (b.own_since + 1)
+            keep = 1.0 - (now - seen_at) / tau
+            if keep <= 0:
+                phi_n: float = spent
+                phi_d = exposure
+            else:
+                phi_n = b.phi_n * keep + spent
+                phi_d = b.phi_d * keep + exposure
+            b.phi_n = phi_n
+            b.phi_d = phi_d
+            b.phi = min(_PHI_MAX, phi_n / phi_d) if phi_n > 0 and phi_d > 1e-9 else 0.0
+            b.own_since = 0
+            b.remaining = remaining
+            b.seen_at = now
+        else:
+            b.own_since += 1
+        b.deadline = deadline
+        return True
+
     def _update(
         self, b: _Bucket, permit: Permit, headers: Mapping[str, str], now: float
     ) -> float | Literal[False] | None:
@@ -673,6 +801,7 @@ class RateLimitGovernor:
         Returns False when they are missing or unusable, else the monotonic reset
         deadline they announce (``None`` when they announce none).
         """
+        b.fast_reset = None
         get = headers.get
         remaining_s = get(_REMAINING)
         if remaining_s is None:
@@ -689,11 +818,14 @@ class RateLimitGovernor:
             b.limit = limit if limit >= remaining else remaining
         elif b.limit is not None and remaining > b.limit:
             b.limit = remaining
-        reset = _seconds(get(_RESET))
+        reset_s = get(_RESET)
+        reset = _seconds(reset_s)
         deadline: float | None = None
+        server_now: float | None = None
+        date_s: str | None = None
         if reset is not None:
             if reset >= _EPOCH_THRESHOLD:
-                date_s = get("Date")
+                date_s = get(_DATE)
                 server_now = _http_date(date_s) if date_s else None
                 if server_now is not None:
                     offset = b.observe_date(server_now, permit._sent_at, now)
@@ -759,6 +891,15 @@ class RateLimitGovernor:
                 b.seen_at = now
             if absolute:
                 b.deadline = deadline
+        if server_now is not None and limit is not None and key == b.reset_key:
+            # This answer reached the current window (reset_key == key, reset_abs set,
+            # expired unset): one with the same raw headers takes release()'s fast path.
+            b.fast_reset = reset_s
+            b.fast_date = date_s
+            b.fast_date_p1 = server_now + 1.0
+            b.fast_limit_s = limit_s
+            b.fast_limit = limit
+            b.fast_deadline = deadline
         return deadline
 
     def _throttle(
@@ -775,9 +916,9 @@ class RateLimitGovernor:
         """
         delay: float | None = None
         if headers is not None:
-            ra = headers.get("Retry-After")
+            ra = headers.get(_RETRY_AFTER)
             if ra is not None:
-                date_s = headers.get("Date")
+                date_s = headers.get(_DATE)
                 delay = _retry_after(ra, _http_date(date_s) if date_s else None)
         if delay is None and answer is not None:
             delay = answer - now
@@ -789,6 +930,7 @@ class RateLimitGovernor:
                 # Sent after we believed that window over, yet the server still counted
                 # it: our deadlines are early for this server. Set them later.
                 b.margin = min(_MARGIN_MAX, b.margin + _MARGIN_STEP)
+                b.fast_reset = None  # its deadline no longer holds
                 delay = min(_EARLY_MAX, _EARLY_BASE * 2 ** min(b.strikes, 16))
         if delay is None or delay <= 0:
             delay = min(_CLOSE_MAX, _CLOSE_BASE * 2 ** min(b.strikes, 16))
