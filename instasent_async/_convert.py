@@ -11,10 +11,11 @@ of a contact, unknown keys and explicit nulls go to ``extra``, one field may com
 from several keys, and values are coerced but must round-trip exactly. ``dict``
 fields (attributes, extra, event parameters) are passed through, never walked.
 
-Measured (CPython 3.11, per object): structuring a 15-key contact ~3.0 us (the
-general loop ~3.4 us; cattrs' generated hook for the same fields plus the
-extra/attributes split ~3.6 us); unstructuring an ``Event`` ~0.2 us, ~0.7 us
-with a datetime to format (cattrs' generated hook ~0.85 us, datetime unformatted).
+Measured (CPython 3.11, per object, isolated): structuring a 15-key contact
+~1.8 us with the generated fast path (the general loop ~3.2 us; cattrs' generated
+hook for the same fields plus the extra/attributes split ~3.6 us); unstructuring
+an ``Event`` ~0.15 us, ~0.5 us with a datetime to format (formatting is ~0.3 us of
+that: one ``orjson.dumps`` plus slicing; cattrs' hook ~0.85 us, datetime unformatted).
 """
 
 from __future__ import annotations
