@@ -655,6 +655,7 @@ class RateLimitGovernor:
             _foreign_spent(b, -b.own_since, 0.0)
         b.remaining = b.limit
         b.expired = True
+        b.fast_reset = None  # late answers of the old window go through _update
         deadline = b.deadline
         window = b.window
         b.own_since = 0
