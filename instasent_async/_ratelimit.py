@@ -525,17 +525,19 @@ class RateLimitGovernor:
             return None
         now = self._clock()
         deadline = b.deadline
+        remaining = b.remaining
         if (
             b.state == _OPEN
             and deadline is not None
             and now < deadline
             and not b.phi
-            and self._spread
-            and b.remaining is not None
+            and remaining is not None
         ):
             # _try's usual case, inline: no roll due, no other clients seen.
-            room = b.remaining - b.in_flight
-            if room >= _MIN_ROOM:
+            room = remaining - b.in_flight
+            if room < _MIN_ROOM:
+                return None
+            if self._spread:
                 left = deadline - now
                 interval = left / room
                 tolerance = interval if interval > left * _BURST_SHARE else left * _BURST_SHARE
@@ -543,9 +545,8 @@ class RateLimitGovernor:
                 if now < next_at - tolerance:
                     return None
                 b.next_at = (next_at if next_at > now else now) + interval
-                b.in_flight += 1
-                return Permit(b, now, False)
-            return None
+            b.in_flight += 1
+            return Permit(b, now, False)
         result = self._try(b, now)
         return result if type(result) is Permit else None
 
