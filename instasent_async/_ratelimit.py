@@ -288,7 +288,6 @@ class _Bucket:
         "expired",
         "fast_date",
         "fast_date_p1",
-        "fast_deadline",
         "fast_limit",
         "fast_limit_s",
         "fast_reset",
@@ -369,7 +368,6 @@ class _Bucket:
         self.fast_date_p1 = 0.0  # its Date + 1 (epoch seconds)
         self.fast_limit_s: str | None = None
         self.fast_limit = 0
-        self.fast_deadline = 0.0
 
     def observe_date(self, date: float, sent: float, recv: float) -> float:
         """Fold one ``Date`` sample into the offset estimate and return the estimate.
@@ -691,11 +689,74 @@ class RateLimitGovernor:
             and status != 429
             and b.state == _OPEN
             and not permit._probe
-            and self._fast_update(b, permit, headers, now)
         ):
-            if b.waiters:
-                self._dispatch(b)
-            return
+            # The usual answer: same window, same Reset, Date and Limit as the last
+            # one _update folded (proof above _update). Exactly what _update would do, inline.
+            get = headers.get
+            off_lo = b.off_lo
+            if (
+                get(_RESET) == b.fast_reset
+                and get(_DATE) == b.fast_date
+                and get(_LIMIT) == b.fast_limit_s
+                and now < b.off_rotate_at
+                and off_lo is not None
+                and not b.fast_date_p1 - permit._sent_at < off_lo
+            ):
+                remaining_s = get(_REMAINING)
+                try:
+                    remaining = int(remaining_s) if remaining_s is not None else -1
+                except ValueError:
+                    remaining = -1
+                previous = b.remaining
+                # _update would set b.deadline to what it set it to last time;
+                # nothing but _roll (which drops the cache) changed it since.
+                deadline = b.deadline
+                window = b.window
+                tau = _FOREIGN_TAU if window is None else window * _FOREIGN_TAU_SHARE
+                # tau == 0 would fail in _foreign_spent: _update deals with it.
+                if remaining >= 0 and previous is not None and deadline is not None and tau:
+                    limit = b.fast_limit
+                    b.limit = limit if limit >= remaining else remaining
+                    if remaining < previous:
+                        # _update's foreign-spending fold and _foreign_spent, in order.
+                        seen_at = b.seen_at
+                        left_prev = deadline - seen_at
+                        left_now = deadline - now
+                        exposure = (
+                            previous * math.log(left_prev / left_now)
+                            if left_now > 0 and left_prev > left_now
+                            else 0.0
+                        )
+                        spent = previous - remaining - (b.own_since + 1)
+                        keep = 1.0 - (now - seen_at) / tau
+                        if keep <= 0:
+                            phi_n: float = spent
+                            phi_d = exposure
+                        else:
+                            phi_n = b.phi_n * keep + spent
+                            phi_d = b.phi_d * keep + exposure
+                        b.phi_n = phi_n
+                        b.phi_d = phi_d
+                        b.phi = min(_PHI_MAX, phi_n / phi_d) if phi_n > 0 and phi_d > 1e-9 else 0.0
+                        b.own_since = 0
+                        b.remaining = remaining
+                        b.seen_at = now
+                    else:
+                        b.own_since += 1
+                    if b.waiters:
+                        self._dispatch(b)
+                    return
+        self._settle(b, permit, status, headers, now)
+
+    def _settle(
+        self,
+        b: _Bucket,
+        permit: Permit,
+        status: int | None,
+        headers: Mapping[str, str] | None,
+        now: float,
+    ) -> None:
+        """``release`` in general: fold the headers, close on a 429, end a probe."""
         answer: float | Literal[False] | None = False
         if status is not None and headers is not None:
             try:
@@ -721,79 +782,16 @@ class RateLimitGovernor:
         if b.waiters:
             self._dispatch(b)
 
-    def _fast_update(
-        self, b: _Bucket, permit: Permit, headers: Mapping[str, str], now: float
-    ) -> bool:
-        """``_update`` for an answer in the current window with the raw ``Reset``,
-        ``Date`` and ``Limit`` of the last one that went through ``_update``.
-
-        Returns False, having changed nothing, when that does not hold; otherwise
-        leaves the bucket exactly as ``_update`` would. ``_update`` would find the
-        same window (same reset key, not expired: ``release`` checked the state) and
-        the same deadline: ``reset - offset + margin`` where ``margin`` is unchanged
-        (``_throttle`` clears the cache when it moves it) and so is ``offset``,
-        because ``observe_date`` with the same Date ``D`` changes nothing unless the
-        rotation is due (checked) or the sample contradicts the estimate (the same
-        test is made here): after the sample of ``D`` received at ``r0``,
-        ``off_lo >= D - r0``, and a later receipt ``r >= r0`` gives the lower bound
-        ``D - r <= D - r0``, never above ``off_lo``.
-        """
-        get = headers.get
-        if (
-            get(_RESET) != b.fast_reset
-            or get(_DATE) != b.fast_date
-            or get(_LIMIT) != b.fast_limit_s
-            or now >= b.off_rotate_at
-        ):
-            return False
-        off_lo = b.off_lo
-        if off_lo is None or b.fast_date_p1 - permit._sent_at < off_lo:
-            return False
-        remaining_s = get(_REMAINING)
-        if remaining_s is None:
-            return False
-        try:
-            remaining = int(remaining_s)
-        except ValueError:
-            return False
-        previous = b.remaining
-        if remaining < 0 or previous is None:
-            return False
-        window = b.window
-        tau = _FOREIGN_TAU if window is None else window * _FOREIGN_TAU_SHARE
-        if not tau:
-            return False  # _foreign_spent would fail; let _update deal with it
-        limit = b.fast_limit
-        b.limit = limit if limit >= remaining else remaining
-        deadline = b.fast_deadline
-        if remaining < previous:
-            # As _update and _foreign_spent, inline and in the same order.
-            seen_at = b.seen_at
-            left_prev = deadline - seen_at
-            left_now = deadline - now
-            exposure = (
-                previous * math.log(left_prev / left_now)
-                if left_now > 0 and left_prev > left_now
-                else 0.0
-            )
-            spent = previous - remaining - (b.own_since + 1)
-            keep = 1.0 - (now - seen_at) / tau
-            if keep <= 0:
-                phi_n: float = spent
-                phi_d = exposure
-            else:
-                phi_n = b.phi_n * keep + spent
-                phi_d = b.phi_d * keep + exposure
-            b.phi_n = phi_n
-            b.phi_d = phi_d
-            b.phi = min(_PHI_MAX, phi_n / phi_d) if phi_n > 0 and phi_d > 1e-9 else 0.0
-            b.own_since = 0
-            b.remaining = remaining
-            b.seen_at = now
-        else:
-            b.own_since += 1
-        b.deadline = deadline
-        return True
+    # ``release``'s fast path, proved: an answer reaches it only with the raw
+    # Reset, Date and Limit of the last answer _update folded into the current window
+    # (the cache is dropped by _update itself, by _roll and when _throttle moves the
+    # margin; release checks the state is OPEN). _update would then find the same
+    # window (same reset key, not expired) and the same deadline,
+    # ``reset - offset + margin``: the margin is unchanged and so is the offset,
+    # because observe_date with the same Date D changes nothing unless its rotation
+    # is due (checked) or the sample contradicts the estimate (the same test is made).
+    # After the sample of D received at r0, off_lo >= D - r0, and a later receipt
+    # r >= r0 only gives the lower bound D - r <= D - r0: never above off_lo.
 
     def _update(
         self, b: _Bucket, permit: Permit, headers: Mapping[str, str], now: float
@@ -901,7 +899,6 @@ class RateLimitGovernor:
             b.fast_date_p1 = server_now + 1.0
             b.fast_limit_s = limit_s
             b.fast_limit = limit
-            b.fast_deadline = deadline
         return deadline
 
     def _throttle(
