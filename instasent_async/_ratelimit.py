@@ -79,6 +79,8 @@ _MARGIN_STEP: Final = 0.05
 _MARGIN_MAX: Final = 1.0
 # Samples of the server clock offset are forgotten after two of these periods (drift).
 _OFFSET_PERIOD: Final = 30.0
+# Larger counts are garbage (they would overflow the float math).
+_MAX_COUNT: Final = 2**53
 # Idle buckets are swept when there are more than this many.
 _MAX_BUCKETS: Final = 4096
 
@@ -705,7 +707,7 @@ class RateLimitGovernor:
                 remaining_s = get(_REMAINING)
                 try:
                     remaining = int(remaining_s) if remaining_s is not None else -1
-                except ValueError:
+                except (ValueError, TypeError):
                     remaining = -1
                 previous = b.remaining
                 # _update would set b.deadline to what it set it to last time;
@@ -714,7 +716,12 @@ class RateLimitGovernor:
                 window = b.window
                 tau = _FOREIGN_TAU if window is None else window * _FOREIGN_TAU_SHARE
                 # tau == 0 would fail in _foreign_spent: _update deals with it.
-                if remaining >= 0 and previous is not None and deadline is not None and tau:
+                if (
+                    0 <= remaining <= _MAX_COUNT
+                    and previous is not None
+                    and deadline is not None
+                    and tau
+                ):
                     limit = b.fast_limit
                     b.limit = limit if limit >= remaining else remaining
                     if remaining < previous:
@@ -735,9 +742,10 @@ class RateLimitGovernor:
                         else:
                             phi_n = b.phi_n * keep + spent
                             phi_d = b.phi_d * keep + exposure
+                        phi = min(_PHI_MAX, phi_n / phi_d) if phi_n > 0 and phi_d > 1e-9 else 0.0
                         b.phi_n = phi_n
                         b.phi_d = phi_d
-                        b.phi = min(_PHI_MAX, phi_n / phi_d) if phi_n > 0 and phi_d > 1e-9 else 0.0
+                        b.phi = phi
                         b.own_since = 0
                         b.remaining = remaining
                         b.seen_at = now
@@ -810,10 +818,12 @@ class RateLimitGovernor:
             remaining: int | None = int(remaining_s)
         except ValueError:
             remaining = _count(remaining_s)
-        if remaining is None or remaining < 0:
+        if remaining is None or remaining < 0 or remaining > _MAX_COUNT:
             return False
         limit_s = get(_LIMIT)
         limit = _count(limit_s) if limit_s is not None else None
+        if limit is not None and limit > _MAX_COUNT:
+            limit = None
         if limit is not None:
             b.limit = limit if limit >= remaining else remaining
         elif b.limit is not None and remaining > b.limit:

@@ -248,3 +248,19 @@ def test_a_new_date_or_a_margin_change_goes_through_the_general_path() -> None:
     g._throttle(b, Permit(b, deadline + 1.0, False), None, deadline + 2.0, deadline)
     assert b.margin > 0.0
     assert b.fast_reset is None
+
+
+def test_absurd_counts_are_ignored_by_both_paths() -> None:
+    clocks = (Clock(), Clock())
+    fast = RateLimitGovernor(pacing="burst", clock=clocks[0], wall_clock=clocks[0].time)
+    slow = SlowGovernor(pacing="burst", clock=clocks[1], wall_clock=clocks[1].time)
+    reset = int(SERVER0 // 60 * 60 + 60)
+    huge = 10**400  # overflows a float
+    for remaining in (7, huge, huge - 5, 6, huge):
+        for g, c in zip((fast, slow), clocks, strict=True):
+            p = g.try_acquire(KEY)
+            assert p is not None
+            g.release(p, 200, answer(remaining, reset, SERVER0, "10"))
+            c.mono += 0.01
+        assert state(fast) == state(slow)
+    assert fast._buckets[KEY].remaining == 6
