@@ -182,6 +182,9 @@ class Instasent:
 
         For multi-tenant backends: one pool, many tokens or projects. Options not
         given are inherited. The sibling does not own the pool: close the root.
+
+        Raises:
+            ConfigurationError: an empty project, an empty token or a bad timeout.
         """
         options = dict(self._options)
         if timeout is not _UNSET:
