@@ -319,7 +319,8 @@ class Transport:
 
         ``path`` is the rendered, encoded path; ``scope`` the bucket scope (``"org"``
         or the datasource id); ``json`` is encoded with orjson unless ``body`` already
-        holds encoded bytes; ``idempotent`` overrides the operation's own flag.
+        holds encoded bytes; ``idempotent`` overrides the operation's own flag;
+        ``stats`` (optional) counts attempts, retries and rate-limit waits.
 
         Raises:
             APIStatusError: (a subclass for) a non-success status after retries.
