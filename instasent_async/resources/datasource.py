@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._convert import structure, to_wire_items
+import attrs
+
+from .._convert import structure
 from .._endpoints import Operation, encode_segment
 from .._transport import RequestStats, Response
 from ..bulk import MISSING_EVENT_ID, ProgressCallback, Source, run_ingest
@@ -236,8 +238,18 @@ class DatasourceEvents(_DatasourcePart):
         """
         _check_sequence(items)
         if require_event_id:
-            for position, item in enumerate(to_wire_items(items)):
-                if not item.get("_event_id"):
+            # Checked on the items themselves: the engine converts them once, later.
+            for position, item in enumerate(items):
+                if isinstance(item, Mapping):
+                    event_id = item.get("_event_id")
+                elif attrs.has(type(item)):
+                    event_id = getattr(item, "event_id", None)
+                else:
+                    raise TypeError(
+                        f"item at position {position} is a {type(item).__qualname__}: expected "
+                        "a mapping or a model such as Event"
+                    )
+                if not event_id:
                     raise ValueError(f"event at position {position}: {MISSING_EVENT_ID}")
         return await run_ingest(
             self._sender(_EVENTS_ADD, _flags(sync, dry_run)),
