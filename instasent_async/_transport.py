@@ -48,6 +48,11 @@ DEFAULT_USER_AGENT: Final = (
 _JSON_CT: Final = "application/json"
 
 
+# (token fingerprint, headers of a GET, headers of a JSON request); ``None`` headers:
+# the session's defaults are exactly these.
+_Auth = tuple[str, dict[str, str] | None, dict[str, str]]
+
+
 class Response:
     """A successful response: status, headers and the raw body (decoded on demand)."""
 
@@ -131,7 +136,16 @@ class Pool:
     is never closed by us.
     """
 
-    __slots__ = ("_closed", "_loop", "_max_connections", "_owned", "_session", "_trace_configs")
+    __slots__ = (
+        "_closed",
+        "_default_headers",
+        "_default_timeout",
+        "_loop",
+        "_max_connections",
+        "_owned",
+        "_session",
+        "_trace_configs",
+    )
 
     def __init__(
         self,
@@ -146,8 +160,30 @@ class Pool:
         self._closed = False
         self._max_connections = max_connections
         self._trace_configs = list(trace_configs) if trace_configs else None
+        self._default_headers: dict[str, str] | None = None
+        self._default_timeout: aiohttp.ClientTimeout | None = None
         if session is not None:
             self._loop = getattr(session, "_loop", None)
+
+    def adopt_defaults(
+        self, headers: dict[str, str] | None, timeout: aiohttp.ClientTimeout
+    ) -> tuple[bool, bool]:
+        """Offer a transport's request headers and timeout as the session's defaults.
+
+        The first transport of a pool that creates its own session sets them (the
+        root client: its static token's headers, its timeout); later ones only learn
+        whether theirs are the same. Returns (headers are the defaults, timeout is
+        the default): a request whose options are the defaults leaves them out, so
+        aiohttp has nothing to merge. A borrowed session keeps its own defaults:
+        every request passes its options.
+        """
+        if not self._owned:
+            return False, False
+        if self._session is None and self._default_timeout is None:
+            self._default_headers = headers
+            self._default_timeout = timeout
+        same_headers = headers is not None and headers == self._default_headers
+        return same_headers, timeout == self._default_timeout
 
     @property
     def closed(self) -> bool:
@@ -178,7 +214,8 @@ class Pool:
                 connector=connector,
                 trace_configs=self._trace_configs,
                 json_serialize=lambda o: orjson.dumps(o).decode(),
-                timeout=aiohttp.ClientTimeout(total=None),
+                headers=self._default_headers,
+                timeout=self._default_timeout or aiohttp.ClientTimeout(total=None),
                 # Bearer tokens only: a cookie jar would cost every request for nothing.
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
@@ -209,6 +246,7 @@ class Transport:
         "_pool",
         "_retry",
         "_semaphore",
+        "_send_timeout",
         "_static",
         "_timeout",
         "_token_source",
@@ -243,8 +281,18 @@ class Transport:
         self._user_agent = user_agent
         self._semaphore = semaphore
         # token -> (fingerprint, GET headers, JSON headers); one entry per token seen.
-        self._auth_cache: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {}
-        self._static = self._auth(token) if isinstance(token, str) else None
+        self._auth_cache: dict[str, _Auth] = {}
+        static = self._auth(token) if isinstance(token, str) else None
+        same_headers, same_timeout = pool.adopt_defaults(
+            static[1] if static is not None else None, timeout
+        )
+        if static is not None and same_headers:
+            # The session sends these headers by default: a GET passes none, a JSON
+            # request only its Content-Type (aiohttp then has almost nothing to merge).
+            static = (static[0], None, {"Content-Type": _JSON_CT})
+        self._static = static
+        # None: the session's default timeout is ours.
+        self._send_timeout = None if same_timeout else timeout
         self._emit: Callable[[RateLimitEvent], None] | None = (
             governor.emit if governor is not None else None
         )
@@ -277,7 +325,7 @@ class Transport:
         if self._governor is None:
             self._emit = emit
 
-    def _auth(self, token: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    def _auth(self, token: str) -> _Auth:
         cached = self._auth_cache.get(token)
         if cached is None:
             if any(c in token for c in "\r\n\x00"):
@@ -293,7 +341,7 @@ class Transport:
             self._auth_cache[token] = cached
         return cached
 
-    async def _current_auth(self) -> tuple[str, dict[str, str], dict[str, str]]:
+    async def _current_auth(self) -> _Auth:
         if self._static is not None:
             return self._static
         source = self._token_source
@@ -363,15 +411,27 @@ class Transport:
             failure: BaseException | None = None
             try:
                 if self._semaphore is None:
-                    async with session.request(
-                        method,
-                        url,
-                        headers=headers,
-                        data=body,
-                        timeout=self._timeout,
-                        allow_redirects=False,
-                    ) as resp:
-                        status, resp_headers, raw = resp.status, resp.headers, await resp.read()
+                    # Awaited rather than ``async with``: read() releases the
+                    # connection at the end of the body, and a failed read closes it.
+                    if self._send_timeout is None:
+                        resp = await session.request(
+                            method, url, headers=headers, data=body, allow_redirects=False
+                        )
+                    else:
+                        resp = await session.request(
+                            method,
+                            url,
+                            headers=headers,
+                            data=body,
+                            timeout=self._send_timeout,
+                            allow_redirects=False,
+                        )
+                    try:
+                        raw = await resp.read()
+                    except BaseException:
+                        resp.close()
+                        raise
+                    status, resp_headers = resp.status, resp.headers
                 else:
                     async with self._semaphore:
                         status, resp_headers, raw = await self._send(
@@ -478,7 +538,7 @@ class Transport:
         session: aiohttp.ClientSession,
         method: str,
         url: URL,
-        headers: dict[str, str],
+        headers: dict[str, str] | None,
         body: bytes | None,
     ) -> tuple[int, CIMultiDictProxy[str], bytes]:
         async with session.request(
