@@ -11,7 +11,8 @@ answers two routes:
 
 Every response carries ``Date`` and the three ``X-RateLimit-*`` headers with a
 generous limit (the client's governor is exercised but never has to wait):
-fixed 60-second windows aligned to the epoch minute, ``Remaining`` counting down.
+fixed 60-second windows aligned to the epoch minute, ``Remaining`` counting down,
+one window per bearer token (as each Instasent organization has its own).
 
 Run it as ``python benchmarks/_server.py``: it binds 127.0.0.1 on a free port, prints
 ``PORT <n>`` on stdout and serves until its stdin closes (the parent exited or
@@ -130,10 +131,12 @@ def events_answer(body: bytes) -> tuple[bytes, bytes]:
 
 
 class _Http(asyncio.Protocol):
-    __slots__ = ("buf", "clock", "transport")
+    __slots__ = ("buf", "clocks", "transport")
 
-    def __init__(self, clock: _Clock) -> None:
-        self.clock = clock
+    def __init__(self, clocks: dict[bytes, _Clock]) -> None:
+        # One rate-limit window per token (as each Instasent organization has its
+        # own), shared by every connection.
+        self.clocks = clocks
         self.buf = b""
         self.transport: asyncio.Transport | None = None
 
@@ -182,19 +185,27 @@ class _Http(asyncio.Protocol):
 
     def _answer(self, head: bytes, lower: bytes, body: bytes) -> bytes:
         line_end = head.find(b"\r\n")
+        at = lower.find(b"\r\nauthorization: bearer ")
+        token = b""
+        if at >= 0:
+            stop = head.find(b"\r\n", at + 2)
+            token = head[at + 24 : stop if stop >= 0 else None]
+        clock = self.clocks.get(token)
+        if clock is None:
+            clock = self.clocks[token] = _Clock()
         try:
             method, target, _version = head[: line_end if line_end >= 0 else None].split(b" ", 2)
         except ValueError:
-            return _response(b"HTTP/1.1 400 Bad Request\r\n", self.clock, b'{"message":"?"}')
-        if b"\r\nauthorization: bearer " not in lower:
+            return _response(b"HTTP/1.1 400 Bad Request\r\n", clock, b'{"message":"?"}')
+        if not token:
             return _response(
-                b"HTTP/1.1 401 Unauthorized\r\n", self.clock, b'{"message":"Unauthorized"}'
+                b"HTTP/1.1 401 Unauthorized\r\n", clock, b'{"message":"Unauthorized"}'
             )
         parts = target.split(b"?", 1)[0].split(b"/")
         # ['', 'v1', 'project', p, ...]
         if len(parts) >= 5 and parts[1] == b"v1" and parts[2] == b"project":
             if method == b"GET" and len(parts) == 7 and parts[4:6] == [b"audience", b"user"]:
-                return _response(b"HTTP/1.1 200 OK\r\n", self.clock, CONTACT_BODY)
+                return _response(b"HTTP/1.1 200 OK\r\n", clock, CONTACT_BODY)
             if (
                 method == b"POST"
                 and len(parts) == 8
@@ -202,8 +213,8 @@ class _Http(asyncio.Protocol):
                 and parts[6:8] == [b"stream", b"events"]
             ):
                 status, answer = events_answer(body)
-                return _response(status, self.clock, answer)
-        return _response(b"HTTP/1.1 404 Not Found\r\n", self.clock, b'{"message":"Not Found"}')
+                return _response(status, clock, answer)
+        return _response(b"HTTP/1.1 404 Not Found\r\n", clock, b'{"message":"Not Found"}')
 
     def _fail(self, status: bytes) -> None:
         if self.transport is not None:
@@ -216,9 +227,9 @@ class _Http(asyncio.Protocol):
 
 async def _main(port: int, max_seconds: float) -> None:
     loop = asyncio.get_running_loop()
-    clock = _Clock()
+    clocks: dict[bytes, _Clock] = {}
     server = await loop.create_server(
-        lambda: _Http(clock), "127.0.0.1", port, backlog=1024, reuse_address=True
+        lambda: _Http(clocks), "127.0.0.1", port, backlog=1024, reuse_address=True
     )
     bound = server.sockets[0].getsockname()[1]
     sys.stdout.write(f"PORT {bound}\n")

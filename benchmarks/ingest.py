@@ -57,6 +57,9 @@ from instasent_async import Instasent
 from instasent_async.models import Event
 
 TOKEN = "bench-datasource-token-0123456789"
+# The raw batcher's own token (same length): the server keeps one rate-limit window
+# per token, so the SDK's governor sees only its own requests.
+RAW_TOKEN = "rawcl-datasource-token-0123456789"
 PROJECT = "proj_bench"
 DATASOURCE = "ds_bench"
 BATCH = 100
@@ -171,7 +174,7 @@ async def timed(run: Callable[[int], Awaitable[int]], n: int) -> tuple[float, fl
 async def bench(server: Server, args: argparse.Namespace) -> list[dict[str, Any]]:
     n, concurrency = args.items, args.concurrency
     url = f"{server.base_url}/project/{PROJECT}/datasource/{DATASOURCE}/stream/events"
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {RAW_TOKEN}", "Content-Type": "application/json"}
     gen_cost = {
         "dicts": await generation_cpu(dict_events, n),
         "models": await generation_cpu(model_events, n),
