@@ -42,7 +42,7 @@ from .models._base import (
     to_aware,
 )
 
-__all__ = ["converter", "structure", "to_wire_items", "unstructure"]
+__all__ = ["converter", "structure", "structurer", "to_wire_items", "unstructure"]
 
 T = TypeVar("T")
 
@@ -533,6 +533,18 @@ def structure(data: Any, cls: type[T]) -> T:
         result: T = hook(data)
         return result
     return converter.structure(data, cls)
+
+
+def structurer(cls: type[T]) -> Callable[[Any], T]:
+    """The function ``structure(data, cls)`` calls, to call it without the lookup."""
+    hook = _STRUCTURERS.get(cls)
+    if hook is not None:
+        return hook
+
+    def general(data: Any) -> T:
+        return converter.structure(data, cls)
+
+    return general
 
 
 def unstructure(obj: Any) -> Any:

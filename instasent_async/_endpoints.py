@@ -12,10 +12,13 @@ from urllib.parse import quote
 
 import attrs
 
-__all__ = ["OPERATIONS", "Operation", "encode_segment"]
+__all__ = ["OPERATIONS", "Operation", "encode_segment", "is_plain_segment"]
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_\-~]+")
+
+is_plain_segment = _SAFE_SEGMENT.fullmatch
+"""Whether a string is a path segment as it is (nothing to encode): a match or None."""
 
 
 def encode_segment(value: object, what: str) -> str:

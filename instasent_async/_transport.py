@@ -243,6 +243,7 @@ class Transport:
         "_base",
         "_emit",
         "_governor",
+        "_keys",
         "_pool",
         "_retry",
         "_semaphore",
@@ -282,6 +283,7 @@ class Transport:
         self._semaphore = semaphore
         # token -> (fingerprint, GET headers, JSON headers); one entry per token seen.
         self._auth_cache: dict[str, _Auth] = {}
+        self._keys: dict[tuple[str, str, str], BucketKey] = {}
         static = self._auth(token) if isinstance(token, str) else None
         same_headers, same_timeout = pool.adopt_defaults(
             static[1] if static is not None else None, timeout
@@ -341,6 +343,16 @@ class Transport:
             self._auth_cache[token] = cached
         return cached
 
+    def _key(self, fp: str, scope: str, rate_class: str) -> BucketKey:
+        """The bucket key, made once per (token, scope, class) and reused."""
+        triple = (fp, scope, rate_class)
+        key = self._keys.get(triple)
+        if key is None:
+            if len(self._keys) >= 1024:
+                self._keys.clear()
+            key = self._keys[triple] = BucketKey(fp, scope, rate_class)
+        return key
+
     async def _current_auth(self) -> _Auth:
         if self._static is not None:
             return self._static
@@ -376,7 +388,10 @@ class Transport:
             AmbiguousOutcomeError: a non-idempotent operation may have reached the server.
             ConfigurationError: closed client, wrong event loop, bad token provider.
         """
-        session = self._pool.session()
+        pool = self._pool
+        session = pool._session
+        if session is None or pool._closed or pool._loop is not asyncio.get_running_loop():
+            session = pool.session()  # creates it, or raises the reason it cannot be used
         if json is not None and body is None:
             body = orjson.dumps(json)
         auth = self._static
@@ -388,7 +403,9 @@ class Transport:
             url = url.with_query(params)
         safe = op.idempotent if idempotent is None else idempotent
         governor = self._governor
-        key = BucketKey(fp, scope, op.rate_class) if governor is not None else None
+        key = None
+        if governor is not None:
+            key = self._keys.get((fp, scope, op.rate_class)) or self._key(fp, scope, op.rate_class)
         method = op.method
         retried_auth = False
         attempt = 0
@@ -466,7 +483,7 @@ class Transport:
                     if fresh[0] != fp:
                         fp, get_headers, json_headers = fresh
                         if governor is not None:
-                            key = BucketKey(fp, scope, op.rate_class)
+                            key = self._key(fp, scope, op.rate_class)
                         attempt -= 1
                         continue
             delay_hint = reset_delay(resp_headers) if resp_headers is not None else None

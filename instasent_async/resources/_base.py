@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._convert import structure
-from .._endpoints import OPERATIONS, Operation, encode_segment
+import orjson
+
+from .._convert import structure, structurer
+from .._endpoints import OPERATIONS, Operation, encode_segment, is_plain_segment
 from .._errors import ConfigurationError
 from .._pagination import OffsetPager, ScrollIterator
 from ..query import list_params, query_to_dict
@@ -14,7 +16,7 @@ from ..query import list_params, query_to_dict
 if TYPE_CHECKING:
     from .._transport import Response, Transport
 
-__all__ = ["Resource", "entities_of", "entity_of", "op"]
+__all__ = ["Resource", "entities_of", "entity_of", "entity_reader", "op"]
 
 T = TypeVar("T")
 
@@ -46,6 +48,28 @@ def entity_of(payload: Any) -> Any:
     return payload
 
 
+def entity_reader(cls: type[T]) -> Callable[[Response], T]:
+    """A function that reads a response's ``{"entity": ...}`` envelope as a ``cls``.
+
+    What ``structure(entity_of(response.json()), cls)`` does, as one call: the
+    hot path of every ``get``.
+    """
+    hook = structurer(cls)
+    loads = orjson.loads
+
+    def read(response: Response) -> T:
+        try:
+            payload = loads(response.body)
+        except orjson.JSONDecodeError:
+            payload = response.json()  # an empty body is None; anything else raises
+        if type(payload) is dict and "entity" in payload:
+            payload = payload["entity"]
+        return hook(payload)
+
+    read.__qualname__ = f"read_{cls.__qualname__}"
+    return read
+
+
 def entities_of(payload: Any, *keys: str) -> list[Any]:
     """The items of a collection envelope, whichever key the server used.
 
@@ -70,12 +94,14 @@ def entities_of(payload: Any, *keys: str) -> list[Any]:
 class Resource:
     """Base of every resource: holds the transport and the project id."""
 
-    __slots__ = ("_project", "_project_enc", "_transport")
+    __slots__ = ("_prefixes", "_project", "_project_enc", "_transport")
 
     def __init__(self, transport: Transport, project: str | None) -> None:
         self._transport = transport
         self._project = project
         self._project_enc = encode_segment(project, "project") if project is not None else None
+        # operation name -> its path up to the last segment ("" when not of that form)
+        self._prefixes: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} project={self._project!r}>"
@@ -93,6 +119,26 @@ class Resource:
             )
         return self._project_enc
 
+    def _one(self, operation: Operation, segment: object) -> str:
+        """``_path(operation, segment)`` for a path that ends with its one segment.
+
+        The rendered prefix (project included) is kept per operation, so a plain
+        segment costs a lookup and a concatenation.
+        """
+        prefix = self._prefixes.get(operation.name)
+        if prefix is None:
+            template, params = operation.template, operation.params
+            if template.endswith("%s") and params[:-1] in ((), ("project",)):
+                prefix = template[:-2] % ((self._p(),) if len(params) == 2 else ())
+            else:
+                prefix = ""
+            self._prefixes[operation.name] = prefix
+        if not prefix:
+            return self._render(operation, (segment,))
+        if type(segment) is str and is_plain_segment(segment):
+            return prefix + segment
+        return prefix + encode_segment(segment, operation.params[-1])
+
     def _path(self, operation: Operation, *segments: object) -> str:
         """The operation's encoded path: the project first, then ``segments`` in order.
 
@@ -100,6 +146,11 @@ class Resource:
             ValueError: a segment is empty. TypeError: a segment is not a str or int.
             ConfigurationError: the operation needs a project and the client has none.
         """
+        if len(segments) == 1:
+            return self._one(operation, segments[0])
+        return self._render(operation, segments)
+
+    def _render(self, operation: Operation, segments: Sequence[object]) -> str:
         encoded: list[str] = []
         values = iter(segments)
         for name in operation.params:
@@ -141,11 +192,6 @@ class Resource:
         return await self._transport.request(
             operation, path, scope=scope, params=params, json=json, idempotent=idempotent
         )
-
-    async def _get_entity(self, cls: type[Any], operation: Operation, *segments: object) -> Any:
-        # The hot path of every get*: one coroutine down to the transport.
-        response = await self._transport.request(operation, self._path(operation, *segments))
-        return structure(entity_of(response.json()), cls)
 
     def _pager(
         self,

@@ -9,7 +9,7 @@ from .._endpoints import Operation
 from .._errors import NotFoundError
 from .._pagination import ScrollIterator
 from ..models import AudienceEvent, Contact
-from ._base import Resource, entities_of, op
+from ._base import Resource, entities_of, entity_reader, op
 
 __all__ = ["AudienceResource"]
 
@@ -27,6 +27,7 @@ _EMAIL_UNSUB = op("audience.email_unsubscribe")
 _DELETE = op("audience.delete")
 
 _SYNC = {"_sync": "true"}
+_read_contact = entity_reader(Contact)
 
 
 class AudienceResource(Resource):
@@ -41,8 +42,7 @@ class AudienceResource(Resource):
             NotFoundError: no such contact, or not visible to this token.
             ValueError: ``audience_id`` is empty.
         """
-        result: Contact = await self._get_entity(Contact, _GET, audience_id)
-        return result
+        return _read_contact(await self._transport.request(_GET, self._one(_GET, audience_id)))
 
     async def get_by_user_id(self, user_id: str) -> Contact:
         """The contact by ``_user_id`` (or any other unique attribute: email, phone).
@@ -51,8 +51,8 @@ class AudienceResource(Resource):
             NotFoundError: no such contact, or not visible to this token.
             ValueError: ``user_id`` is empty.
         """
-        result: Contact = await self._get_entity(Contact, _GET_BY_USER, user_id)
-        return result
+        path = self._one(_GET_BY_USER, user_id)
+        return _read_contact(await self._transport.request(_GET_BY_USER, path))
 
     async def search_by_phone(self, phone: str) -> list[Contact]:
         """Contacts with this phone number (normalised by the server; ``+`` is encoded).

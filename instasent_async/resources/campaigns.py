@@ -7,7 +7,7 @@ from typing import Any
 
 from .._pagination import OffsetPager
 from ..models import Automation, Campaign
-from ._base import MAX_LIST_PAGE, Resource, op
+from ._base import MAX_LIST_PAGE, Resource, entity_reader, op
 
 __all__ = ["AutomationsResource", "CampaignsResource"]
 
@@ -15,6 +15,8 @@ _CAMPAIGNS = op("campaigns.list")
 _CAMPAIGN = op("campaigns.get")
 _AUTOMATIONS = op("automations.list")
 _AUTOMATION = op("automations.get")
+_read_campaign = entity_reader(Campaign)
+_read_automation = entity_reader(Automation)
 
 
 class CampaignsResource(Resource):
@@ -53,8 +55,8 @@ class CampaignsResource(Resource):
             ValueError: ``campaign_id`` is empty.
             NotFoundError: no such campaign.
         """
-        result: Campaign = await self._get_entity(Campaign, _CAMPAIGN, campaign_id)
-        return result
+        path = self._one(_CAMPAIGN, campaign_id)
+        return _read_campaign(await self._transport.request(_CAMPAIGN, path))
 
 
 class AutomationsResource(Resource):
@@ -90,5 +92,5 @@ class AutomationsResource(Resource):
             ValueError: ``automation_id`` is empty.
             NotFoundError: no such automation.
         """
-        result: Automation = await self._get_entity(Automation, _AUTOMATION, automation_id)
-        return result
+        path = self._one(_AUTOMATION, automation_id)
+        return _read_automation(await self._transport.request(_AUTOMATION, path))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._convert import structure
 from ..models import AttributeSpec, EventParameterSpec, EventTypeSpec, Organization, Project
-from ._base import Resource, entities_of, entity_of, op
+from ._base import Resource, entities_of, entity_of, entity_reader, op
 
 __all__ = ["OrganizationResource", "ProjectResource", "SpecsResource"]
 
@@ -13,6 +13,7 @@ _PROJECT = op("project.get")
 _SPEC_ATTRS = op("specs.attributes")
 _SPEC_EVENTS = op("specs.events")
 _SPEC_PARAMS = op("specs.event_parameters")
+_read_project = entity_reader(Project)
 
 
 class OrganizationResource(Resource):
@@ -52,8 +53,7 @@ class ProjectResource(Resource):
             NotFoundError: the project does not exist or this token cannot see it.
             ConfigurationError: the client has no project.
         """
-        result: Project = await self._get_entity(Project, _PROJECT)
-        return result
+        return _read_project(await self._transport.request(_PROJECT, self._path(_PROJECT)))
 
 
 class SpecsResource(Resource):

@@ -8,7 +8,7 @@ from typing import Any
 from .._convert import structure
 from .._pagination import OffsetPager
 from ..models import SmsMessage, SmsSender
-from ._base import MAX_LIST_PAGE, Resource, entity_of, op
+from ._base import MAX_LIST_PAGE, Resource, entity_of, entity_reader, op
 
 __all__ = ["SmsResource"]
 
@@ -24,6 +24,7 @@ _DIRECT = op("sms.list_direct")
 _DIRECT_UTM = op("sms.list_direct_by_utm")
 _SEND = op("sms.send_direct")
 _SEND_UTM = op("sms.send_direct_utm")
+_read_sms = entity_reader(SmsMessage)
 
 
 def _check_utm_term(utm_term: str | None) -> None:
@@ -74,8 +75,7 @@ class SmsResource(Resource):
             ValueError: ``sms_id`` is empty.
             NotFoundError: no such SMS.
         """
-        result: SmsMessage = await self._get_entity(SmsMessage, _GET, sms_id)
-        return result
+        return _read_sms(await self._transport.request(_GET, self._one(_GET, sms_id)))
 
     def list_by_audience(
         self,
