@@ -198,9 +198,7 @@ class _Http(asyncio.Protocol):
         except ValueError:
             return _response(b"HTTP/1.1 400 Bad Request\r\n", clock, b'{"message":"?"}')
         if not token:
-            return _response(
-                b"HTTP/1.1 401 Unauthorized\r\n", clock, b'{"message":"Unauthorized"}'
-            )
+            return _response(b"HTTP/1.1 401 Unauthorized\r\n", clock, b'{"message":"Unauthorized"}')
         parts = target.split(b"?", 1)[0].split(b"/")
         # ['', 'v1', 'project', p, ...]
         if len(parts) >= 5 and parts[1] == b"v1" and parts[2] == b"project":

@@ -83,6 +83,13 @@ _OFFSET_PERIOD: Final = 30.0
 _MAX_COUNT: Final = 2**53
 # Idle buckets are swept when there are more than this many.
 _MAX_BUCKETS: Final = 4096
+# While a bucket has plenty of room (at least _PLENTY requests and a _PLENTY_SHARE
+# of its limit beyond those in flight) and no other client of the token is seen,
+# ``release`` reads the headers of one answer in _SAMPLE and counts the others as
+# one request each, without reading them.
+_SAMPLE: Final = 16
+_PLENTY: Final = 64
+_PLENTY_SHARE: Final = 0.25
 
 
 class BucketKey(NamedTuple):
@@ -314,6 +321,7 @@ class _Bucket:
         "reset_eps",
         "reset_key",
         "seen_at",
+        "skip",
         "state",
         "strikes",
         "throttled",
@@ -370,6 +378,8 @@ class _Bucket:
         self.fast_date_p1 = 0.0  # its Date + 1 (epoch seconds)
         self.fast_limit_s: str | None = None
         self.fast_limit = 0
+        # Answers ``release`` may count without reading their headers (see there).
+        self.skip = 0
 
     def observe_date(self, date: float, sent: float, recv: float) -> float:
         """Fold one ``Date`` sample into the offset estimate and return the estimate.
@@ -452,6 +462,9 @@ class RateLimitGovernor:
         self._wall = wall_clock
         self._buckets: dict[BucketKey, _Bucket] = {}
         self._waits = 0
+        # How many answers in a row share one header read while a bucket has plenty
+        # of room (1: every answer is read).
+        self._sample = _SAMPLE
 
     def __repr__(self) -> str:
         return f"<RateLimitGovernor pacing={self._pacing!r} buckets={len(self._buckets)}>"
@@ -657,6 +670,7 @@ class RateLimitGovernor:
         b.remaining = b.limit
         b.expired = True
         b.fast_reset = None  # late answers of the old window go through _update
+        b.skip = 0
         deadline = b.deadline
         window = b.window
         b.own_since = 0
@@ -683,6 +697,20 @@ class RateLimitGovernor:
         permit._released = True
         b = permit._bucket
         b.in_flight -= 1
+        if (
+            b.skip
+            and status is not None
+            and status != 429
+            and b.state == _OPEN
+            and not permit._probe
+        ):
+            # Plenty of room and no other client seen when the last answer was read:
+            # this answer is one more request of ours spent, like the ones read.
+            b.skip -= 1
+            b.remaining -= 1  # type: ignore[operator]
+            if b.waiters:
+                self._dispatch(b)
+            return
         now = self._clock()
         if (
             b.fast_reset is not None
@@ -749,6 +777,12 @@ class RateLimitGovernor:
                         b.own_since = 0
                         b.remaining = remaining
                         b.seen_at = now
+                        if (
+                            not phi
+                            and remaining - b.in_flight >= _PLENTY
+                            and remaining - b.in_flight >= limit * _PLENTY_SHARE
+                        ):
+                            b.skip = self._sample - 1
                     else:
                         b.own_since += 1
                     if b.waiters:
@@ -810,6 +844,7 @@ class RateLimitGovernor:
         deadline they announce (``None`` when they announce none).
         """
         b.fast_reset = None
+        b.skip = 0
         get = headers.get
         remaining_s = get(_REMAINING)
         if remaining_s is None:
@@ -950,6 +985,7 @@ class RateLimitGovernor:
         if was_closed and reopen_at <= b.reopen_at:
             return  # a straggler sent before the bucket closed
         b.state = _CLOSED
+        b.skip = 0
         b.reopen_at = reopen_at
         b.strikes += 1
         b.throttled = True

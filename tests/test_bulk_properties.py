@@ -39,7 +39,10 @@ def _rejects(rate: int) -> Any:
 
 
 async def _scenario(
-    n: int, reject_rate: int, faults: list[tuple[str, int, int]], limit: int | None,
+    n: int,
+    reject_rate: int,
+    faults: list[tuple[str, int, int]],
+    limit: int | None,
     concurrency: int,
 ) -> None:
     async with FakeInstasent(rate_limit=limit, window=1.0) as fake:
@@ -57,8 +60,12 @@ async def _scenario(
             fake.product_token, project="proj_demo", base_url=fake.base_url, retry=retry
         ) as client:
             events = [
-                {"_user_id": f"u{i % 17}", "_event_id": f"ev-{i}", "_event_type": "page_view",
-                 "_event_parameters": {"i": i}}
+                {
+                    "_user_id": f"u{i % 17}",
+                    "_event_id": f"ev-{i}",
+                    "_event_type": "page_view",
+                    "_event_parameters": {"i": i},
+                }
                 for i in range(n)
             ]
             report = await client.datasource("ds_demo").events.ingest(
@@ -90,7 +97,10 @@ async def _scenario(
     concurrency=st.integers(min_value=1, max_value=6),
 )
 def test_ingest_accounts_for_every_event_under_random_faults(
-    n: int, reject_rate: int, faults: list[tuple[str, int, int]], limit: int | None,
+    n: int,
+    reject_rate: int,
+    faults: list[tuple[str, int, int]],
+    limit: int | None,
     concurrency: int,
 ) -> None:
     asyncio.run(_scenario(n, reject_rate, faults, limit, concurrency))

@@ -152,6 +152,7 @@ step = st.one_of(
 def test_fast_paths_leave_the_state_of_the_general_ones(steps: list[Any], pacing: Any) -> None:
     clocks = (Clock(), Clock())
     fast = RateLimitGovernor(pacing=pacing, clock=clocks[0], wall_clock=clocks[0].time)
+    fast._sample = 1  # every answer read: sampling is tested in test_ratelimit_sampling
     slow = SlowGovernor(pacing=pacing, clock=clocks[1], wall_clock=clocks[1].time)
     held: tuple[list[Permit], list[Permit]] = ([], [])
     count = 4995
@@ -190,6 +191,7 @@ def test_fast_paths_leave_the_state_of_the_general_ones(steps: list[Any], pacing
 def test_a_steady_stream_of_answers_takes_the_fast_path() -> None:
     clock = Clock()
     g = RateLimitGovernor(clock=clock, wall_clock=clock.time)
+    g._sample = 1  # every answer read
     general = 0
     original = g._settle
 
@@ -253,6 +255,7 @@ def test_a_new_date_or_a_margin_change_goes_through_the_general_path() -> None:
 def test_absurd_counts_are_ignored_by_both_paths() -> None:
     clocks = (Clock(), Clock())
     fast = RateLimitGovernor(pacing="burst", clock=clocks[0], wall_clock=clocks[0].time)
+    fast._sample = 1
     slow = SlowGovernor(pacing="burst", clock=clocks[1], wall_clock=clocks[1].time)
     reset = int(SERVER0 // 60 * 60 + 60)
     huge = 10**400  # overflows a float
