@@ -27,11 +27,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Hashable, Mapping, Sequence
+from itertools import repeat
 from typing import Any, Final
 
 from .models.ingest import BatchOutcome, RejectedItem
 
-__all__ = ["normalize_errors", "parse_batch"]
+__all__ = ["accepted_all", "normalize_errors", "parse_batch"]
 
 _OK_STATUSES: Final = frozenset({200, 201, 202, 204})
 _SUCCESS_WORDS: Final = frozenset(
@@ -193,6 +194,40 @@ def _read_entity_shape(
             state.general = {"_": [message]}
 
 
+def accepted_all(status: int, body: Any, ids: tuple[Sequence[Any], Sequence[Any]]) -> bool:
+    """True when ``parse_batch(status, body, items, offset, ids=ids)`` accepts every item.
+
+    The usual answer to a batch, recognised without building an outcome: a
+    success (or 422) status and one ``"success"`` answer per item, in order, each
+    echoing its item's ids (or none of them echoing any). False says nothing:
+    ``parse_batch`` decides.
+    """
+    if status not in _OK_STATUSES and status != 422:
+        return False
+    answers = body
+    if type(body) is dict:
+        entity = body.get("entity")
+        answers = entity.get("items") if type(entity) is dict else None
+    return type(answers) is list and len(answers) == len(ids[0]) and _all_succeeded(answers, ids)
+
+
+def _all_succeeded(answers: list[Any], ids: tuple[Sequence[Any], Sequence[Any]]) -> bool:
+    """Every answer a dict saying success whose ids (if any) are its item's, checked in C."""
+    user_ids, event_ids = ids
+    n = len(answers)
+    try:
+        # A non-dict answer raises TypeError (dict.get refuses it).
+        if list(map(dict.get, answers, repeat("status"))).count("success") != n:
+            return False
+        echoed = list(map(dict.get, answers, repeat("_event_id")))
+        if echoed != event_ids and echoed.count(None) != n:
+            return False
+        echoed = list(map(dict.get, answers, repeat("_user_id")))
+    except TypeError:
+        return False
+    return echoed == user_ids or echoed.count(None) == n
+
+
 def _read_in_order(
     answers: list[Any],
     items: Sequence[Any],
@@ -210,6 +245,8 @@ def _read_in_order(
     only error answers are normalised.
     """
     if ids is not None:
+        if _all_succeeded(answers, ids):
+            return BatchOutcome(accepted=len(answers))
         user_ids, event_ids = ids
         for answer, user_id, event_id in zip(answers, user_ids, event_ids, strict=True):
             if type(answer) is not dict or answer.get("status") != "success":

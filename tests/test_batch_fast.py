@@ -14,7 +14,13 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instasent_async._batch import _parse_general, _read_in_order, normalize_errors, parse_batch
+from instasent_async._batch import (
+    _parse_general,
+    _read_in_order,
+    accepted_all,
+    normalize_errors,
+    parse_batch,
+)
 from instasent_async.models import BatchOutcome, Contact, Event
 
 STATUSES = [200, 201, 202, 204, 207, 400, 422, 500]
@@ -180,6 +186,9 @@ def test_fast_path_agrees_with_the_general_path_on_per_item_answers(
     # The same with the items' ids read beforehand (what the bulk engine passes).
     ids = ([_item_ids(i)[0] for i in items], [_item_ids(i)[1] for i in items])
     same(parse_batch(status, body, items, offset, ids=ids), general)
+    # The engine's shortcut says "all accepted" only when the general path does.
+    if accepted_all(status, body, ids):
+        assert general == BatchOutcome(accepted=len(items))
 
 
 @settings(max_examples=600, deadline=None)
