@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from itertools import repeat
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 import attrs
 import orjson
@@ -37,7 +37,7 @@ from ._errors import (
 from ._transport import RequestStats, Response
 from .models.ingest import UNKNOWN_OUTCOME, BatchOutcome, FailedItem, IngestReport, RejectedItem
 
-__all__ = ["BATCH_SIZE", "ProgressCallback", "Source", "run_ingest"]
+__all__ = ["BATCH_SIZE", "ProgressCallback", "SendBatch", "Source", "run_ingest"]
 
 log = logging.getLogger("instasent_async.bulk")
 
@@ -46,7 +46,15 @@ BATCH_SIZE = 100
 
 Source = Iterable[Any] | AsyncIterable[Any]
 ProgressCallback = Callable[[IngestReport], None]
-SendBatch = Callable[[bytes, bool, RequestStats], Awaitable[Response]]
+
+
+class SendBatch(Protocol):
+    """Sends one encoded batch: ``send(body=..., idempotent=..., stats=...)``."""
+
+    def __call__(
+        self, *, body: bytes, idempotent: bool, stats: RequestStats
+    ) -> Awaitable[Response]: ...
+
 
 _FATAL = (AuthenticationError, PermissionDeniedError, NotFoundError)
 _DICT_ONLY = {dict}
@@ -306,7 +314,7 @@ class _Engine:
                 return
             body = orjson.dumps(batch.wire)
         try:
-            response = await self.send(body, batch.idempotent, self.stats)
+            response = await self.send(body=body, idempotent=batch.idempotent, stats=self.stats)
             answer = decode_body(response.body)
             ids = batch.ids
             if ids is not None and accepted_all(response.status, answer, ids):

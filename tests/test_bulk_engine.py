@@ -332,3 +332,28 @@ async def test_a_second_cancellation_stops_in_flight_batches_and_reports_them(
     gc.collect()
     await asyncio.sleep(0)
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+@pytest.mark.parametrize("call", ["ingest", "add", "upsert"])
+async def test_a_client_without_a_project_refuses_before_reading_anything(call: str) -> None:
+    from instasent_async import Instasent
+
+    read: list[int] = []
+
+    def source() -> Iterator[dict[str, Any]]:
+        for i in range(3):
+            read.append(i)
+            yield {"_user_id": f"u{i}", "_event_id": f"e{i}", "_event_type": "x"}
+
+    async with Instasent("tok", base_url="http://127.0.0.1:9/v1") as client:
+        ds = client.datasource("ds_1")
+        if call == "ingest":
+            pending = ds.events.ingest(source())
+        elif call == "add":
+            pending = ds.events.add(list(source()))
+        else:
+            pending = ds.contacts.upsert([{"_user_id": "u1"}])
+        with pytest.raises(errors.ConfigurationError, match="needs a project"):
+            await pending
+    # ingest() never started reading its source (add() got a list built beforehand).
+    assert read == ([0, 1, 2] if call == "add" else [])

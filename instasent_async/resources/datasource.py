@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -11,7 +11,7 @@ import attrs
 from .._convert import structure
 from .._endpoints import Operation, encode_segment
 from .._transport import RequestStats, Response
-from ..bulk import MISSING_EVENT_ID, ProgressCallback, Source, run_ingest
+from ..bulk import MISSING_EVENT_ID, ProgressCallback, SendBatch, Source, run_ingest
 from ..models import (
     AttributeSpec,
     Contact,
@@ -85,14 +85,22 @@ class _DatasourcePart(Resource):
             idempotent=idempotent,
         )
 
-    def _sender(
-        self, operation: Operation, params: dict[str, str] | None
-    ) -> Callable[[bytes, bool, RequestStats], Awaitable[Response]]:
-        async def send(body: bytes, idempotent: bool, stats: RequestStats) -> Response:
-            return await self._transport.request(
+    def _sender(self, operation: Operation, params: dict[str, str] | None) -> SendBatch:
+        """The engine's ``send``: one batch request (the path is rendered once, here).
+
+        Raises:
+            ConfigurationError: the client has no project (before anything is read).
+        """
+        path = operation.render(self._p(), self._ds_enc)
+        request = self._transport.request
+        scope = self._ds
+
+        def send(*, body: bytes, idempotent: bool, stats: RequestStats) -> Awaitable[Response]:
+            # A plain function: the engine awaits the transport's coroutine itself.
+            return request(
                 operation,
-                operation.render(self._p(), self._ds_enc),
-                scope=self._ds,
+                path,
+                scope=scope,
                 params=params,
                 body=body,
                 idempotent=idempotent,
