@@ -9,6 +9,9 @@ Two body shapes are known (``instasent-api.md`` 4.3), and both are understood:
     "errors": [...], "accepted": [{"position", "item"}], ...}``; items not in
     ``accepted`` are rejected with the errors found in ``errors``.
 
+When every answer says success, every item is accepted whatever ids the answers
+echo (which answer is whose only matters for placing per-item errors).
+
 Rules for everything else (DESIGN.md "Decisions"):
 
 - A position the body says nothing about is accepted when the status is a
@@ -169,7 +172,9 @@ def _read_entity_shape(
     n = len(items)
     answers = container.get("items")
     if isinstance(answers, list):
-        if len(answers) == n and _ids_agree(answers, items):
+        if len(answers) == n and (_all_succeeded(answers) or _ids_agree(answers, items)):
+            # In order (or every item a success, when which answer is whose
+            # does not matter: all are accepted).
             for i, answer in enumerate(answers):
                 fates[i] = _item_fate(answer)
         else:
@@ -194,13 +199,12 @@ def _read_entity_shape(
             state.general = {"_": [message]}
 
 
-def accepted_all(status: int, body: Any, ids: tuple[Sequence[Any], Sequence[Any]]) -> bool:
-    """True when ``parse_batch(status, body, items, offset, ids=ids)`` accepts every item.
+def accepted_all(status: int, body: Any, n: int) -> bool:
+    """True when ``parse_batch`` accepts every one of the ``n`` items sent.
 
     The usual answer to a batch, recognised without building an outcome: a
-    success (or 422) status and one ``"success"`` answer per item, in order, each
-    echoing its item's ids (or none of them echoing any). False says nothing:
-    ``parse_batch`` decides.
+    success (or 422) status and one ``"success"`` answer per item. False says
+    nothing: ``parse_batch`` decides.
     """
     if status not in _OK_STATUSES and status != 422:
         return False
@@ -208,24 +212,22 @@ def accepted_all(status: int, body: Any, ids: tuple[Sequence[Any], Sequence[Any]
     if type(body) is dict:
         entity = body.get("entity")
         answers = entity.get("items") if type(entity) is dict else None
-    return type(answers) is list and len(answers) == len(ids[0]) and _all_succeeded(answers, ids)
+    return type(answers) is list and len(answers) == n and _all_succeeded(answers)
 
 
-def _all_succeeded(answers: list[Any], ids: tuple[Sequence[Any], Sequence[Any]]) -> bool:
-    """Every answer a dict saying success whose ids (if any) are its item's, checked in C."""
-    user_ids, event_ids = ids
-    n = len(answers)
+def _all_succeeded(answers: list[Any]) -> bool:
+    """Every answer a dict whose ``status`` is ``"success"``, checked in C.
+
+    When every item of a batch succeeded, which answer belongs to which item
+    does not matter (all are accepted), so the ids the answers echo are not
+    compared: that only matters for placing per-item errors.
+    """
     try:
         # A non-dict answer raises TypeError (dict.get refuses it).
-        if list(map(dict.get, answers, repeat("status"))).count("success") != n:
-            return False
-        echoed = list(map(dict.get, answers, repeat("_event_id")))
-        if echoed != event_ids and echoed.count(None) != n:
-            return False
-        echoed = list(map(dict.get, answers, repeat("_user_id")))
+        statuses = list(map(dict.get, answers, repeat("status")))
     except TypeError:
         return False
-    return echoed == user_ids or echoed.count(None) == n
+    return statuses.count("success") == len(answers)
 
 
 def _read_in_order(
@@ -237,55 +239,33 @@ def _read_in_order(
     """The outcome when every answer is a dict settling its item, in order; else ``None``.
 
     This is what the general path decides when answers and items have the same
-    length, no id an answer carries disagrees with its item and every answer
-    says success or failure: then nothing else in the body matters (no position
-    is left open, nothing is kept raw), whatever the status (2xx or 422). Anything
+    length, every answer says success or failure and, unless every one says
+    success (then which answer is whose does not matter), no id an answer carries
+    disagrees with its item: nothing else in the body matters (no position is
+    left open, nothing is kept raw), whatever the status (2xx or 422). Anything
     else (a non-dict answer, an id mismatch, an answer that says neither) returns
-    ``None`` and the general path decides. Success answers cost a few dict reads;
-    only error answers are normalised.
+    ``None`` and the general path decides. An all-success answer costs one pass
+    in C; only error answers are normalised.
     """
-    if ids is not None:
-        if _all_succeeded(answers, ids):
-            return BatchOutcome(accepted=len(answers))
-        user_ids, event_ids = ids
-        for answer, user_id, event_id in zip(answers, user_ids, event_ids, strict=True):
-            if type(answer) is not dict or answer.get("status") != "success":
-                break
-            answer_id = answer.get("_event_id")
-            if answer_id is not None and answer_id != event_id:
-                return None
-            answer_id = answer.get("_user_id")
-            if answer_id is not None and answer_id != user_id:
-                return None
-        else:
-            return BatchOutcome(accepted=len(answers))
-    dicts = set(map(type, items)) == _DICT_ONLY
-    if dicts:
-        # The common case (wire dicts sent, all accepted), in its cheapest form.
-        for answer, item in zip(answers, items, strict=True):
-            if type(answer) is not dict or answer.get("status") != "success":
-                break
-            answer_id = answer.get("_event_id")
-            if answer_id is not None and answer_id != item.get("_event_id"):
-                return None
-            answer_id = answer.get("_user_id")
-            if answer_id is not None and answer_id != item.get("_user_id"):
-                return None
-        else:
-            return BatchOutcome(accepted=len(answers))
-    # Not all plain successes (or items that are not dicts): settle each answer.
+    if _all_succeeded(answers):
+        return BatchOutcome(accepted=len(answers))
+    # Some item did not simply succeed: settle each answer, checking the ids it carries
+    # (from ``ids`` when given: the items have left the CPU caches by now).
+    dicts = ids is None and set(map(type, items)) == _DICT_ONLY
     accepted = 0
     rejected: list[RejectedItem] = []
     for i, answer in enumerate(answers):
         if type(answer) is not dict:
             return None
-        item = items[i]
         answer_event = answer.get("_event_id")
         answer_user = answer.get("_user_id")
         if answer_event is not None or answer_user is not None:
-            user_id, event_id = (
-                (item.get("_user_id"), item.get("_event_id")) if dicts else _ids_of(item)
-            )
+            if ids is not None:
+                user_id, event_id = ids[0][i], ids[1][i]
+            elif dicts:
+                user_id, event_id = items[i].get("_user_id"), items[i].get("_event_id")
+            else:
+                user_id, event_id = _ids_of(items[i])
             if (answer_event is not None and answer_event != event_id) or (
                 answer_user is not None and answer_user != user_id
             ):
@@ -299,7 +279,7 @@ def _read_in_order(
         if fate is _OK:
             accepted += 1
         else:
-            rejected.append(RejectedItem(item, offset + i, fate))
+            rejected.append(RejectedItem(items[i], offset + i, fate))
     return BatchOutcome(accepted, rejected)
 
 

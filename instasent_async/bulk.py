@@ -316,11 +316,10 @@ class _Engine:
         try:
             response = await self.send(body=body, idempotent=batch.idempotent, stats=self.stats)
             answer = decode_body(response.body)
-            ids = batch.ids
-            if ids is not None and accepted_all(response.status, answer, ids):
+            if accepted_all(response.status, answer, len(batch.wire)):
                 self.report.accepted += len(batch.wire)  # the usual answer: nothing to record
                 return
-            outcome = parse_batch(response.status, answer, batch.wire, 0, ids=ids)
+            outcome = parse_batch(response.status, answer, batch.wire, 0, ids=batch.ids)
         except UnprocessableEntityError as exc:
             outcome = parse_batch(422, exc.body, batch.wire, 0)
         except BadRequestError as exc:

@@ -187,7 +187,7 @@ def test_fast_path_agrees_with_the_general_path_on_per_item_answers(
     ids = ([_item_ids(i)[0] for i in items], [_item_ids(i)[1] for i in items])
     same(parse_batch(status, body, items, offset, ids=ids), general)
     # The engine's shortcut says "all accepted" only when the general path does.
-    if accepted_all(status, body, ids):
+    if accepted_all(status, body, len(items)):
         assert general == BatchOutcome(accepted=len(items))
 
 
@@ -318,3 +318,24 @@ def test_normalize_errors_reads_any_value_as_the_reference_does(value: Any) -> N
     _reference_collect(value, "_", expected)
     assert normalize_errors(value) == (expected or None)
     assert list((normalize_errors(value) or {}).items()) == list(expected.items())
+
+
+def test_when_every_item_succeeded_the_ids_answers_echo_do_not_matter() -> None:
+    items = [{"_user_id": "u1", "_event_id": "e1"}, {"_user_id": "u2", "_event_id": "e2"}]
+    # Answers in another order (or echoing other ids): every item is accepted all the same.
+    answers = [
+        {"status": "success", "_user_id": "u2", "_event_id": "e2"},
+        {"status": "success", "_user_id": "zz", "_event_id": "e1"},
+    ]
+    body = {"entity": {"successful": 2, "failed": 0, "items": answers}}
+    assert accepted_all(202, body, 2)
+    expected = BatchOutcome(accepted=2)
+    assert parse_batch(202, body, items, 0) == expected
+    assert _parse_general(202, body, items, 0) == expected
+    # With one error among them, the ids place it: e2's answer says error.
+    answers[0]["status"] = "error"
+    answers[0]["errors"] = {"_email": ["invalid"]}
+    assert not accepted_all(202, body, 2)
+    outcome = parse_batch(202, body, items, 10)
+    assert outcome.accepted == 1
+    assert [(r.position, r.item["_event_id"]) for r in outcome.rejected] == [(11, "e2")]
