@@ -58,19 +58,13 @@ def parse_batch(
     body: Any,
     items: Sequence[Any],
     offset: int,
-    *,
-    ids: tuple[Sequence[Any], Sequence[Any]] | None = None,
 ) -> BatchOutcome:
     """Decide the fate of every item of one batch request from the response.
 
     ``items`` are the items sent (wire dicts or models), ``offset`` the position
     of ``items[0]`` in the caller's whole input: positions in the outcome are
-    positions in that input. ``ids``, if given, are the lists of the items'
-    ``_user_id`` and ``_event_id`` values (``None`` where absent), read when the
-    batch was built: answers are checked against them rather than by reading
-    every item again (by the time the answer arrives the items have left the CPU
-    caches). Never raises on a malformed body; whatever cannot be mapped is kept
-    in ``raw``.
+    positions in that input. Never raises on a malformed body; whatever cannot be
+    mapped is kept in ``raw``.
     """
     if status in _OK_STATUSES or status == 422:
         # Fast path: one answer per item, in order (shape (a), or a bare list of answers).
@@ -79,7 +73,7 @@ def parse_batch(
             entity = body.get("entity")
             answers = entity.get("items") if type(entity) is dict else None
         if type(answers) is list and len(answers) == len(items):
-            outcome = _read_in_order(answers, items, offset, ids)
+            outcome = _read_in_order(answers, items, offset)
             if outcome is not None:
                 return outcome
     return _parse_general(status, body, items, offset)
@@ -230,12 +224,7 @@ def _all_succeeded(answers: list[Any]) -> bool:
     return statuses.count("success") == len(answers)
 
 
-def _read_in_order(
-    answers: list[Any],
-    items: Sequence[Any],
-    offset: int,
-    ids: tuple[Sequence[Any], Sequence[Any]] | None = None,
-) -> BatchOutcome | None:
+def _read_in_order(answers: list[Any], items: Sequence[Any], offset: int) -> BatchOutcome | None:
     """The outcome when every answer is a dict settling its item, in order; else ``None``.
 
     This is what the general path decides when answers and items have the same
@@ -249,9 +238,8 @@ def _read_in_order(
     """
     if _all_succeeded(answers):
         return BatchOutcome(accepted=len(answers))
-    # Some item did not simply succeed: settle each answer, checking the ids it carries
-    # (from ``ids`` when given: the items have left the CPU caches by now).
-    dicts = ids is None and set(map(type, items)) == _DICT_ONLY
+    # Some item did not simply succeed: settle each answer, checking the ids it carries.
+    dicts = set(map(type, items)) == _DICT_ONLY
     accepted = 0
     rejected: list[RejectedItem] = []
     for i, answer in enumerate(answers):
@@ -260,9 +248,7 @@ def _read_in_order(
         answer_event = answer.get("_event_id")
         answer_user = answer.get("_user_id")
         if answer_event is not None or answer_user is not None:
-            if ids is not None:
-                user_id, event_id = ids[0][i], ids[1][i]
-            elif dicts:
+            if dicts:
                 user_id, event_id = items[i].get("_user_id"), items[i].get("_event_id")
             else:
                 user_id, event_id = _ids_of(items[i])

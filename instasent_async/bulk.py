@@ -70,9 +70,7 @@ class _Batch:
     """Items to send together; item i is at input position ``position(i)``.
 
     The positions are ``offset, offset + 1, ...`` until items are set aside
-    (``keep``); only then is the ``positions`` list built. ``ids`` are the wire
-    items' ``_user_id`` and ``_event_id`` lists (see ``_read_ids``), for
-    ``parse_batch``.
+    (``keep``); only then is the ``positions`` list built.
     """
 
     items: list[Any]
@@ -80,7 +78,6 @@ class _Batch:
     offset: int
     idempotent: bool
     positions: list[int] | None = None
-    ids: tuple[list[Any], list[Any]] | None = None
 
     def position(self, i: int) -> int:
         """The input position of item ``i``."""
@@ -89,9 +86,6 @@ class _Batch:
     def keep(self, indices: list[int]) -> None:
         """Keep only the items at ``indices`` (the others were accounted for)."""
         self.positions = [self.position(i) for i in indices]
-        if self.ids is not None:
-            user_ids, event_ids = self.ids
-            self.ids = ([user_ids[i] for i in indices], [event_ids[i] for i in indices])
         self.items = [self.items[i] for i in indices]
         self.wire = [self.wire[i] for i in indices]
 
@@ -204,9 +198,8 @@ class _Engine:
                 batch = _Batch(items, to_wire_items(items), offset, True)
             except TypeError:
                 batch = self.make_batch_by_item(items, offset)
-        batch.ids = _read_ids(batch.wire, dicts)
         if self.events:
-            missing = _missing_event_ids(batch.wire, batch.ids)
+            missing = _missing_event_ids(batch.wire)
             if missing and self.require_event_id:
                 for i in missing:
                     self.reject(
@@ -319,7 +312,7 @@ class _Engine:
             if accepted_all(response.status, answer, len(batch.wire)):
                 self.report.accepted += len(batch.wire)  # the usual answer: nothing to record
                 return
-            outcome = parse_batch(response.status, answer, batch.wire, 0, ids=batch.ids)
+            outcome = parse_batch(response.status, answer, batch.wire, 0)
         except UnprocessableEntityError as exc:
             outcome = parse_batch(422, exc.body, batch.wire, 0)
         except BadRequestError as exc:
@@ -423,30 +416,14 @@ def _event_id(wire: Any) -> bool:
     return value is not None and value != ""
 
 
-def _read_ids(wire: list[Any], dicts: bool = False) -> tuple[list[Any], list[Any]] | None:
-    """The ``_user_id`` and ``_event_id`` of every wire item (``None`` where absent).
-
-    ``None`` unless every item is a ``dict`` (``dicts``: the caller knows they are).
-    Read while the items are fresh in the CPU caches, they spare ``parse_batch``
-    reading every item again when the answer arrives.
-    """
-    if not wire or not (dicts or set(map(type, wire)) == _DICT_ONLY):
-        return None
-    return (
-        list(map(dict.get, wire, repeat("_user_id"))),
-        list(map(dict.get, wire, repeat("_event_id"))),
-    )
-
-
-def _missing_event_ids(
-    wire: list[Any], ids: tuple[list[Any], list[Any]] | None = None
-) -> list[int]:
-    """Indices of the wire items without an ``_event_id`` (see ``_event_id``).
-
-    ``ids`` are the items' ids from ``_read_ids``, if read.
-    """
-    if ids is not None and all(ids[1]):  # every id truthy: none is None or ""
-        return []
+def _missing_event_ids(wire: list[Any]) -> list[int]:
+    """Indices of the wire items without an ``_event_id`` (see ``_event_id``)."""
+    try:
+        # Wire items are dicts: every id read in C, and none missing, the usual case.
+        if all(map(dict.get, wire, repeat("_event_id"))):
+            return []
+    except TypeError:
+        pass
     return [i for i, w in enumerate(wire) if not _event_id(w)]
 
 

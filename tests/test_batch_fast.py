@@ -183,9 +183,6 @@ def test_fast_path_agrees_with_the_general_path_on_per_item_answers(
     status, body, items = batch
     general = _parse_general(status, body, items, offset)
     same(parse_batch(status, body, items, offset), general)
-    # The same with the items' ids read beforehand (what the bulk engine passes).
-    ids = ([_item_ids(i)[0] for i in items], [_item_ids(i)[1] for i in items])
-    same(parse_batch(status, body, items, offset, ids=ids), general)
     # The engine's shortcut says "all accepted" only when the general path does.
     if accepted_all(status, body, len(items)):
         assert general == BatchOutcome(accepted=len(items))
@@ -230,10 +227,6 @@ def test_well_formed_answers_take_the_fast_path(
     assert fast is not None
     general = _parse_general(status, body, items, offset)
     same(fast, general)
-    ids = ([i["_user_id"] for i in items], [i["_event_id"] for i in items])
-    with_ids = _read_in_order(answers, items, offset, ids)
-    assert with_ids is not None
-    same(with_ids, general)
     same(parse_batch(status, body, items, offset), general)
     assert fast.accepted == n - failed
     assert [r.position for r in fast.rejected] == [offset + i for i in sorted(bad) if i < n]

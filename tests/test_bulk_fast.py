@@ -24,7 +24,6 @@ from instasent_async.bulk import (
     _Engine,
     _event_id,
     _missing_event_ids,
-    _read_ids,
     run_ingest,
 )
 from instasent_async.models import Event
@@ -64,14 +63,7 @@ def wire_item(draw: st.DrawFn) -> Any:
 @given(wire=st.lists(wire_item(), max_size=12))
 def test_missing_event_ids_agrees_with_the_per_item_rule(wire: list[Any]) -> None:
     expected = [i for i, w in enumerate(wire) if not _event_id(w)]
-    ids = _read_ids(wire)
-    assert _missing_event_ids(wire, ids) == expected
     assert _missing_event_ids(wire) == expected
-    if wire and all(type(w) is dict for w in wire):
-        assert ids == ([w.get("_user_id") for w in wire], [w.get("_event_id") for w in wire])
-        assert _read_ids(wire, dicts=True) == ids
-    else:
-        assert ids is None
 
 
 def test_missing_event_ids_finds_each_kind_of_missing_id() -> None:
@@ -83,8 +75,8 @@ def test_missing_event_ids_finds_each_kind_of_missing_id() -> None:
         {"_event_id": 0},  # present: only None and "" count as missing
         {"_event_id": False},
     ]
-    assert _missing_event_ids(wire, _read_ids(wire)) == [1, 2, 3]
-    assert _missing_event_ids(wire[:1] + wire[4:], _read_ids(wire[:1] + wire[4:])) == []
+    assert _missing_event_ids(wire) == [1, 2, 3]
+    assert _missing_event_ids(wire[:1] + wire[4:]) == []
 
 
 def _response(body: Any) -> Response:
@@ -181,7 +173,7 @@ def test_every_item_lands_at_its_own_position(
 
 @settings(max_examples=300, deadline=None)
 @given(case=ingest_input(), offset=st.integers(0, 1000), events=st.booleans())
-def test_a_built_batch_keeps_items_wire_positions_and_ids_aligned(
+def test_a_built_batch_keeps_items_wire_and_positions_aligned(
     case: list[tuple[Any, str]], offset: int, events: bool
 ) -> None:
     async def send(body: bytes, idempotent: bool, stats: RequestStats) -> Response:
@@ -203,11 +195,5 @@ def test_a_built_batch_keeps_items_wire_positions_and_ids_aligned(
     assert len(batch.items) == len(batch.wire)
     for i, item in enumerate(batch.items):
         assert items[batch.position(i) - offset] is item
-    if all(type(w) is dict for w in batch.wire):
-        # parse_batch checks the answers against these: they must be the wire's ids.
-        assert batch.ids == (
-            [w.get("_user_id") for w in batch.wire],
-            [w.get("_event_id") for w in batch.wire],
-        )
-    else:
-        assert batch.ids is None
+        if type(item) is dict:
+            assert batch.wire[i] == item  # sent as it is
