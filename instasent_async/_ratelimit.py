@@ -84,9 +84,10 @@ _MAX_COUNT: Final = 2**53
 # Idle buckets are swept when there are more than this many.
 _MAX_BUCKETS: Final = 4096
 # While a bucket has plenty of room (at least _PLENTY requests and a _PLENTY_SHARE
-# of its limit beyond those in flight) and no other client of the token is seen,
-# ``release`` reads the headers of one answer in _SAMPLE and counts the others as
-# one request each, without reading them.
+# of its limit beyond those in flight), ``release`` reads the headers of one answer
+# in _SAMPLE and counts the others as one request each, without reading them: what
+# other clients of the token spent meanwhile shows at the next read (folded as
+# usual), long before the window could run short.
 _SAMPLE: Final = 16
 _PLENTY: Final = 64
 _PLENTY_SHARE: Final = 0.25
@@ -704,8 +705,8 @@ class RateLimitGovernor:
             and b.state == _OPEN
             and not permit._probe
         ):
-            # Plenty of room and no other client seen when the last answer was read:
-            # this answer is one more request of ours spent, like the ones read.
+            # Plenty of room when the last answer was read: this answer is one
+            # more request of ours spent, like the ones read.
             b.skip -= 1
             b.remaining -= 1  # type: ignore[operator]
             if b.waiters:
@@ -778,8 +779,7 @@ class RateLimitGovernor:
                         b.remaining = remaining
                         b.seen_at = now
                         if (
-                            not phi
-                            and remaining - b.in_flight >= _PLENTY
+                            remaining - b.in_flight >= _PLENTY
                             and remaining - b.in_flight >= limit * _PLENTY_SHARE
                         ):
                             b.skip = self._sample - 1

@@ -1,8 +1,8 @@
 """While a bucket has plenty of room, the governor reads one answer's headers in 16.
 
-The others are counted as one request of ours each. Reading stops as soon as the
-room shrinks below a quarter of the limit, another client of the token shows up,
-a 429 arrives or the window rolls over.
+The others are counted as one request of ours each; what other clients of the
+token spent shows at the next read. Every answer is read again as soon as the room
+shrinks below a quarter of the limit, a 429 arrives or the window rolls over.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def test_a_small_bucket_is_never_sampled() -> None:
     assert all(one(g, clock, 58 - n) for n in range(30))
 
 
-def test_another_client_is_seen_at_the_next_read_and_stops_sampling() -> None:
+def test_another_client_is_seen_at_the_next_read() -> None:
     g, clock = opened(1000, 999)
     b = g._buckets[KEY]
     assert one(g, clock, 998)
@@ -102,7 +102,15 @@ def test_another_client_is_seen_at_the_next_read_and_stops_sampling() -> None:
     assert one(g, clock, count)  # the next read sees the drop beyond ours
     assert b.remaining == count
     assert b.phi > 0.0
-    assert b.skip == 0
+    # Still plenty of room (about 3/4 of the limit): one answer in _SAMPLE is read.
+    assert b.skip == _SAMPLE - 1
+    # It spends until less than a quarter is left: every answer is read again.
+    for _ in range(_SAMPLE - 1):
+        count -= 1
+        one(g, clock, count - 600)
+    count -= 601
+    assert one(g, clock, count)
+    assert b.remaining == count < 250
     assert all(one(g, clock, count - 1 - n) for n in range(_SAMPLE))
 
 
