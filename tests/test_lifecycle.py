@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from instasent_async import ConfigurationError, Instasent
-from instasent_async.errors import AuthenticationError
+from instasent_async.errors import APITimeoutError, AuthenticationError
 
 from .conftest import ScriptedServer
 
@@ -349,3 +349,55 @@ async def test_closing_a_client_unregisters_its_event_callback_from_a_shared_gov
     async with Instasent(TOKEN, base_url=scripted.url, rate_limit=shared):
         shared.emit(object())  # type: ignore[arg-type]
     assert seen == []
+
+
+async def test_siblings_with_their_own_token_agent_or_timeout_send_their_own(
+    scripted: ScriptedServer,
+) -> None:
+    async def slow(request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("/slow"):
+            await asyncio.sleep(0.5)
+        return web.json_response({"entity": {"uid": "proj_demo", "id": 1, "name": "Demo"}})
+
+    scripted.handler = slow
+
+    async def rotating() -> str:
+        return "provided-token"
+
+    async with Instasent(TOKEN, project="proj_demo", base_url=scripted.url) as root:
+        agent = root.with_options(user_agent="tenant-app/2")
+        provided = root.with_options(token=rotating)
+        hasty = root.with_options(project="slow", timeout=0.1)
+        for client in (root, agent, provided):
+            await client.project.get()
+        sent = [r.headers for r in scripted.requests]
+        assert [h["Authorization"] for h in sent] == [
+            f"Bearer {TOKEN}",
+            f"Bearer {TOKEN}",
+            "Bearer provided-token",
+        ]
+        assert [h["User-Agent"].split("/")[0] for h in sent] == [
+            "instasent-async",
+            "tenant-app",
+            "instasent-async",
+        ]
+        assert all(h["Accept"] == "application/json" for h in sent)
+        # The root's 30 s is the session's default; the sibling's 0.1 s applies to it alone.
+        with pytest.raises(APITimeoutError):
+            await hasty.project.get()
+        assert (await root.with_options(project="slow").project.get()).uid == "proj_demo"
+
+
+async def test_a_borrowed_sessions_own_headers_never_replace_the_clients(
+    scripted: ScriptedServer,
+) -> None:
+    async with (
+        aiohttp.ClientSession(
+            headers={"Authorization": "Bearer someone-else", "User-Agent": "theirs/1"}
+        ) as session,
+        Instasent(TOKEN, project="proj_demo", base_url=scripted.url, session=session) as client,
+    ):
+        await client.project.get()
+    headers = scripted.requests[-1].headers
+    assert headers["Authorization"] == f"Bearer {TOKEN}"
+    assert headers["User-Agent"].startswith("instasent-async/")
