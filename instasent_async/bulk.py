@@ -189,15 +189,11 @@ class _Engine:
 
     def make_batch(self, items: list[Any], offset: int) -> _Batch | None:
         """Wire form of a batch; items that cannot be sent are accounted for here."""
-        dicts = set(map(type, items)) == _DICT_ONLY
-        if dicts:
-            # What to_wire_items does for dicts, in one step (a copy: ``wire`` may change).
-            batch = _Batch(items, items[:], offset, True)
-        else:
-            try:
-                batch = _Batch(items, to_wire_items(items), offset, True)
-            except TypeError:
-                batch = self.make_batch_by_item(items, offset)
+        try:
+            # A copy of the list even for dicts: ``wire`` may change.
+            batch = _Batch(items, to_wire_items(items), offset, True)
+        except TypeError:
+            batch = self.make_batch_by_item(items, offset)
         if self.events:
             missing = _missing_event_ids(batch.wire)
             if missing and self.require_event_id:

@@ -26,6 +26,7 @@ from instasent_async._convert import (
     _STRUCTURERS,
     _direct_init,
     _fast_structure,
+    structure,
     to_wire_items,
     unstructure,
 )
@@ -311,11 +312,23 @@ class FrozenMapping(Mapping[str, Any]):
         return len(self._data)
 
 
-_items = st.sampled_from(["dict", "event", "contact", "mapping"]).map(
+_items = st.sampled_from(
+    ["dict", "event", "bare event", "odd event", "contact", "read contact", "mapping"]
+).map(
     lambda kind: {
         "dict": lambda: {"_user_id": "u", "_event_id": "e"},
         "event": lambda: Event(user_id="u", event_id="e", event_date=dt.datetime(2024, 1, 1)),
+        "bare event": lambda: Event(),
+        "odd event": lambda: Event(
+            event_id="e",
+            event_date=dt.datetime(2024, 1, 1, 3, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+            extra={"_source": "x"},
+        ),
         "contact": lambda: Contact(user_id="u", attributes={"plan": "pro"}),
+        # Read from the wire: it carries the memory of what it was read from.
+        "read contact": lambda: structure(
+            {"_user_id": "r", "_date_updated": "2024-01-01 00:00:00+00:00", "plan": 1}, Contact
+        ),
         "mapping": lambda: FrozenMapping({"_user_id": "m"}),
     }[kind]()
 )
