@@ -68,10 +68,7 @@ def parse_batch(
     """
     if status in _OK_STATUSES or status == 422:
         # Fast path: one answer per item, in order (shape (a), or a bare list of answers).
-        answers = body
-        if type(body) is dict:
-            entity = body.get("entity")
-            answers = entity.get("items") if type(entity) is dict else None
+        answers = _answers_of(body)
         if type(answers) is list and len(answers) == len(items):
             outcome = _read_in_order(answers, items, offset)
             if outcome is not None:
@@ -202,11 +199,16 @@ def accepted_all(status: int, body: Any, n: int) -> bool:
     """
     if status not in _OK_STATUSES and status != 422:
         return False
-    answers = body
+    answers = _answers_of(body)
+    return type(answers) is list and len(answers) == n and _all_succeeded(answers)
+
+
+def _answers_of(body: Any) -> Any:
+    """The per-item answers of shape (a) (``entity.items``), or the body itself."""
     if type(body) is dict:
         entity = body.get("entity")
-        answers = entity.get("items") if type(entity) is dict else None
-    return type(answers) is list and len(answers) == n and _all_succeeded(answers)
+        return entity.get("items") if type(entity) is dict else None
+    return body
 
 
 def _all_succeeded(answers: list[Any]) -> bool:

@@ -57,7 +57,6 @@ class SendBatch(Protocol):
 
 
 _FATAL = (AuthenticationError, PermissionDeniedError, NotFoundError)
-_DICT_ONLY = {dict}
 
 MISSING_EVENT_ID = (
     "missing _event_id: without it a retry could store the event twice "
