@@ -69,14 +69,26 @@ class _Batch:
     """Items to send together; item i is at input position ``position(i)``.
 
     The positions are ``offset, offset + 1, ...`` until items are set aside
-    (``keep``); only then is the ``positions`` list built.
+    (``keep``); only then is the ``positions`` list built. Once the batch is
+    checked, ``seal`` encodes the request body and lets go of the wire dicts: a
+    batch in flight holds its items and one ``bytes`` body, nothing the garbage
+    collector has to walk. ``wire`` reads the body again when an error needs
+    the items as sent (a rejection, a dead letter).
     """
 
     items: list[Any]
-    wire: list[Any]
+    _wire: list[Any] | None
     offset: int
     idempotent: bool
     positions: list[int] | None = None
+    body: bytes = b""
+
+    @property
+    def wire(self) -> list[Any]:
+        """The wire form of the items (decoded from the body once sealed)."""
+        if self._wire is None:
+            self._wire = orjson.loads(self.body)
+        return self._wire
 
     def position(self, i: int) -> int:
         """The input position of item ``i``."""
@@ -86,7 +98,17 @@ class _Batch:
         """Keep only the items at ``indices`` (the others were accounted for)."""
         self.positions = [self.position(i) for i in indices]
         self.items = [self.items[i] for i in indices]
-        self.wire = [self.wire[i] for i in indices]
+        wire = self.wire
+        self._wire = [wire[i] for i in indices]
+
+    def seal(self) -> None:
+        """Encode the body; the wire dicts are dropped (see the class docstring).
+
+        Raises:
+            orjson.JSONEncodeError / TypeError: an item cannot be encoded.
+        """
+        self.body = orjson.dumps(self.wire)
+        self._wire = None
 
 
 class _DeadLetter:
@@ -187,9 +209,12 @@ class _Engine:
     # -- producing --------------------------------------------------------------
 
     def make_batch(self, items: list[Any], offset: int) -> _Batch | None:
-        """Wire form of a batch; items that cannot be sent are accounted for here."""
+        """The checked, encoded batch; items that cannot be sent are accounted for here.
+
+        Encoding happens here, not when a worker takes the batch: a batch waiting
+        in the queue or in flight holds its items and its body, not wire dicts.
+        """
         try:
-            # A copy of the list even for dicts: ``wire`` may change.
             batch = _Batch(items, to_wire_items(items), offset, True)
         except TypeError:
             batch = self.make_batch_by_item(items, offset)
@@ -207,7 +232,15 @@ class _Engine:
                 batch.keep([i for i in range(len(batch.items)) if i not in gone])
             elif missing:
                 batch.idempotent = False
-        return batch if batch.items else None
+        if not batch.items:
+            return None
+        try:
+            batch.seal()
+        except (orjson.JSONEncodeError, TypeError):
+            if not self.drop_unencodable(batch):
+                return None
+            batch.seal()
+        return batch
 
     def make_batch_by_item(self, items: list[Any], offset: int) -> _Batch:
         """``make_batch``'s conversion when some item is not a mapping or a model."""
@@ -295,17 +328,14 @@ class _Engine:
             self.progress()
 
     async def send_batch(self, batch: _Batch) -> None:
+        size = len(batch.items)
         try:
-            body = orjson.dumps(batch.wire)
-        except (orjson.JSONEncodeError, TypeError):
-            if not self.drop_unencodable(batch):
-                return
-            body = orjson.dumps(batch.wire)
-        try:
-            response = await self.send(body=body, idempotent=batch.idempotent, stats=self.stats)
+            response = await self.send(
+                body=batch.body, idempotent=batch.idempotent, stats=self.stats
+            )
             answer = decode_body(response.body)
-            if accepted_all(response.status, answer, len(batch.wire)):
-                self.report.accepted += len(batch.wire)  # the usual answer: nothing to record
+            if accepted_all(response.status, answer, size):
+                self.report.accepted += size  # the usual answer: nothing to record
                 return
             outcome = parse_batch(response.status, answer, batch.wire, 0)
         except UnprocessableEntityError as exc:
