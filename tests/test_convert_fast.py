@@ -7,7 +7,8 @@
 - ``parse_datetime`` reads strings with ``fromisoformat`` first (3.11+): the
   result is what the strip/"Z"-replace/regex route gives;
 - ``to_wire_items`` converts a batch of one kind in one step: the result is
-  what converting each item gives.
+  what converting each item gives, including the datetimes it writes for the
+  whole batch at once (one ``orjson.dumps`` and a replace on its bytes).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from instasent_async._convert import (
 from instasent_async.models import WIRE_MODELS, Contact, Event
 from instasent_async.models._base import (
     WIRE,
+    _format_slow,
     _parse_iso_slow,
     format_datetime,
     parse_datetime,
@@ -344,3 +346,60 @@ def test_to_wire_items_of_one_kind_is_each_item_converted(items: list[Any]) -> N
         if isinstance(item, Mapping):
             assert wire_item is item  # mappings pass through by identity
     assert to_wire_items(iter(items)) == out  # any iterable, same result
+
+
+_zones = st.sampled_from(
+    [
+        None,
+        UTC,
+        dt.timezone(dt.timedelta(hours=2)),
+        dt.timezone(dt.timedelta(hours=-5, minutes=-30)),
+    ]
+)
+# Whole seconds, whole milliseconds and sub-millisecond fractions, equally often.
+_micros = st.one_of(
+    st.just(0), st.integers(1, 999).map(lambda ms: ms * 1000), st.integers(0, 999_999)
+)
+_batch_dates = st.builds(
+    lambda day, micro, zone: day.replace(microsecond=micro, tzinfo=zone),
+    st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30)),
+    _micros,
+    _zones,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    dates=st.lists(st.none() | _batch_dates, max_size=40),
+    read=st.sets(st.integers(0, 39), max_size=3),
+)
+def test_a_batch_of_events_writes_each_date_as_format_datetime_does(
+    dates: list[dt.datetime | None], read: set[int]
+) -> None:
+    events = [
+        Event(event_id=f"e{i}", event_date=date, event_parameters={"i": i})
+        for i, date in enumerate(dates)
+    ]
+    for i in read & set(range(len(events))):  # read from the wire: the general path
+        events[i] = structure(unstructure(events[i]), Event)
+    out = to_wire_items(events)
+    assert out == [unstructure(event) for event in events]
+    for event, wire_item in zip(events, out, strict=True):
+        assert list(wire_item) == list(unstructure(event))  # the same key order
+        date = event.event_date
+        if date is None:
+            assert "_event_date" not in wire_item
+        else:
+            text = _format_slow(date.astimezone(UTC))  # the pure-Python reference
+            assert wire_item["_event_date"] == text == format_datetime(date)
+
+
+@settings(max_examples=100, deadline=None)
+@given(dates=st.lists(_batch_dates, min_size=1, max_size=20))
+def test_a_batch_of_contacts_writes_each_date_as_format_datetime_does(
+    dates: list[dt.datetime],
+) -> None:
+    contacts = [Contact(user_id=f"u{i}", date_updated=d) for i, d in enumerate(dates)]
+    out = to_wire_items(contacts)
+    assert out == [unstructure(contact) for contact in contacts]
+    assert [w["_date_updated"] for w in out] == [format_datetime(d) for d in dates]
