@@ -26,6 +26,7 @@ client creation (target: <= 100 MB).
 
     python benchmarks/ingest.py           # about a minute
     python benchmarks/ingest.py --quick   # about 20 seconds
+    python benchmarks/ingest.py --dates distinct   # a date per event, not one for all
 """
 
 from __future__ import annotations
@@ -71,14 +72,35 @@ _DATE_TEXT = "2024-05-01T10:20:30.000Z"
 _DATE = dt.datetime(2024, 5, 1, 10, 20, 30, tzinfo=dt.timezone.utc)
 
 
+_DAY = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
+
+
+def _distinct_date_text(i: int) -> str:
+    """Event ``i``'s date with ``--dates distinct``: ``i`` milliseconds into the day."""
+    seconds, ms = divmod(i % 86_400_000, 1000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    return f"2024-05-01T{hour:02d}:{minute:02d}:{second:02d}.{ms:03d}Z"
+
+
+def _distinct_date(i: int) -> dt.datetime:
+    """The same as a datetime."""
+    return _DAY + dt.timedelta(milliseconds=i % 86_400_000)
+
+
+# ``--dates distinct`` sets these: every event gets its own date instead of one shared.
+DISTINCT_DATES = False
+
+
 async def dict_events(n: int) -> AsyncIterator[Any]:
     """``n`` events as wire dicts, built lazily."""
+    distinct = DISTINCT_DATES
     for i in range(n):
         yield {
             "_user_id": f"USER-{i % 50000:06d}",
             "_event_id": f"evt-{i:09d}",
             "_event_type": "purchase",
-            "_event_date": _DATE_TEXT,
+            "_event_date": _distinct_date_text(i) if distinct else _DATE_TEXT,
             "_event_parameters": {
                 "amount": 19.99,
                 "currency": "EUR",
@@ -90,12 +112,13 @@ async def dict_events(n: int) -> AsyncIterator[Any]:
 
 async def model_events(n: int) -> AsyncIterator[Any]:
     """The same ``n`` events as ``Event`` models (aware datetimes), built lazily."""
+    distinct = DISTINCT_DATES
     for i in range(n):
         yield Event(
             user_id=f"USER-{i % 50000:06d}",
             event_id=f"evt-{i:09d}",
             event_type="purchase",
-            event_date=_DATE,
+            event_date=_distinct_date(i) if distinct else _DATE,
             event_parameters={
                 "amount": 19.99,
                 "currency": "EUR",
@@ -302,6 +325,8 @@ def run_memory_child(server: Server, args: argparse.Namespace) -> dict[str, Any]
         args.memory_kind,
         "--concurrency",
         str(args.concurrency),
+        "--dates",
+        args.dates,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     if proc.returncode != 0:
@@ -337,8 +362,8 @@ def _print_speed(rows: list[dict[str, Any]], args: argparse.Namespace) -> bool:
     print()
     print(
         f"{args.items} events per run, batches of {BATCH}, concurrency {args.concurrency}, "
-        f"{args.rounds} alternating rounds; medians. Python {sys.version.split()[0]}, "
-        f"aiohttp {aiohttp.__version__}, {os.cpu_count()} CPUs."
+        f"{args.rounds} alternating rounds, {args.dates} event dates; medians. "
+        f"Python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, {os.cpu_count()} CPUs."
     )
     header = (
         f"{'variant':<31} {'items/s':>8} {'net ratio':>9} {'CPU us/item':>11} "
@@ -376,10 +401,18 @@ def main() -> int:
         "--memory-items", type=int, default=None, help="events of the memory run (1,000,000)"
     )
     parser.add_argument("--memory-kind", choices=("dicts", "models"), default="dicts")
+    parser.add_argument(
+        "--dates",
+        choices=("shared", "distinct"),
+        default="shared",
+        help="one date for every event (default) or a date per event",
+    )
     parser.add_argument("--skip-memory", action="store_true", help="no memory run")
     parser.add_argument("--skip-speed", action="store_true", help="memory run only")
     parser.add_argument("--memory-child", metavar="BASE_URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global DISTINCT_DATES
+    DISTINCT_DATES = args.dates == "distinct"
     if args.memory_items is None:
         args.memory_items = 200_000 if args.quick else 1_000_000
     if args.memory_child:
