@@ -88,7 +88,7 @@ def _distinct_date(i: int) -> dt.datetime:
     return _DAY + dt.timedelta(milliseconds=i % 86_400_000)
 
 
-# ``--dates distinct`` sets these: every event gets its own date instead of one shared.
+# ``--dates distinct`` sets this: every event gets its own date instead of one shared.
 DISTINCT_DATES = False
 
 

@@ -215,6 +215,7 @@ class _Engine:
         in the queue or in flight holds its items and its body, not wire dicts.
         """
         try:
+            # A copy of the list even for dicts: ``wire`` may change.
             batch = _Batch(items, to_wire_items(items), offset, True)
         except TypeError:
             batch = self.make_batch_by_item(items, offset)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import gc
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -219,6 +220,43 @@ async def test_models_are_converted_and_rejections_return_the_callers_object() -
     report = await run_ingest(send, models, kind="events")
     assert send.batches[0][0] == {"_user_id": "u", "_event_id": "e0", "_event_type": "t"}
     assert report.rejected[0].item is models[1]
+
+
+async def test_a_batch_is_encoded_when_cut_so_later_item_changes_are_not_sent() -> None:
+    send = Recorder()
+    first = {"_user_id": "u0", "_email": "before@example.com"}
+
+    def source() -> Iterator[dict[str, Any]]:
+        yield first
+        for i in range(1, 150):
+            if i == 101:  # the first batch was cut at item 100 and is not sent yet
+                first["_email"] = "after@example.com"
+            yield {"_user_id": f"u{i}", "_email": "a@b"}
+
+    report = await run_ingest(send, source(), kind="contacts", concurrency=1)
+    assert report.accepted == 150
+    assert send.batches[0][0] == {"_user_id": "u0", "_email": "before@example.com"}
+
+
+async def test_rejected_models_keep_the_callers_object_and_dead_letters_hold_what_was_sent(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "dead.ndjson"
+    date = dt.datetime(2024, 5, 1, 10, 20, 30, 120000, tzinfo=dt.timezone.utc)
+    models = [
+        Event(user_id="u", event_id=f"e{i}", event_type="t", event_date=date) for i in range(3)
+    ]
+    send = Recorder(bad=lambda i: i["_event_id"] == "e2")
+    report = await run_ingest(send, models, kind="events", dead_letter=path)
+    assert report.accepted == 2
+    assert report.rejected[0].item is models[2]
+    (line,) = path.read_bytes().splitlines()
+    assert orjson.loads(line)["item"] == {
+        "_user_id": "u",
+        "_event_id": "e2",
+        "_event_type": "t",
+        "_event_date": "2024-05-01T10:20:30.120Z",
+    }
 
 
 async def test_dead_letter_file_holds_rejected_and_failed_items(tmp_path: Path) -> None:
