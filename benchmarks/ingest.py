@@ -17,7 +17,9 @@ separately and subtracted from each run's client CPU (``time.process_time()``);
 "net items/s" likewise takes that time out of the wall time. Ratios are to the raw
 batcher (median of the per-round ratios): throughput ratio = variant / raw, CPU
 ratio = raw CPU / variant CPU (both: higher is better; targets 0.90 from dicts and
-0.60 from models).
+0.60 from models). The "gc us" column is the CPU the garbage collector's automatic
+collections took during the run (``gc.callbacks``), part of the client CPU: what a
+variant keeps alive while batches are in flight shows there.
 
 Memory: a child process ingests a generator of 1,000,000 events (``--memory-items``)
 through ``events.ingest`` and samples its RSS (``/proc/self/status`` VmRSS every 5 ms
@@ -183,15 +185,33 @@ async def generation_cpu(source: Source, n: int) -> float:
     return statistics.median(samples)
 
 
-async def timed(run: Callable[[int], Awaitable[int]], n: int) -> tuple[float, float]:
-    """Wall and client CPU seconds of ``run(n)``; checks every item was accepted."""
+class GcClock:
+    """CPU seconds the garbage collector's automatic collections take (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds += time.process_time() - self._started
+
+
+GC_CLOCK = GcClock()
+
+
+async def timed(run: Callable[[int], Awaitable[int]], n: int) -> tuple[float, float, float]:
+    """Wall, client CPU and GC CPU seconds of ``run(n)``; checks every item was accepted."""
     gc.collect()
+    GC_CLOCK.seconds = 0.0
     wall0, cpu0 = time.perf_counter(), time.process_time()
     accepted = await run(n)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     if accepted != n:
         raise RuntimeError(f"{accepted} of {n} items accepted")
-    return wall, cpu
+    return wall, cpu, GC_CLOCK.seconds
 
 
 async def bench(server: Server, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -228,16 +248,20 @@ async def bench(server: Server, args: argparse.Namespace) -> list[dict[str, Any]
         ]
         for _, _, run in contenders:  # warm up: connections, caches, governor buckets
             await timed(run, max(n // 5, BATCH * concurrency))
-        # per run: (wall, wall - generation, CPU - generation, server CPU)
-        samples: dict[str, list[tuple[float, float, float, float]]] = {c[0]: [] for c in contenders}
-        for round_no in range(args.rounds):
-            for name, kind, run in contenders:
-                srv0 = server.cpu_seconds()
-                wall, cpu = await timed(run, n)
-                srv = server.cpu_seconds() - srv0
-                gen = gen_cost[kind] * n
-                samples[name].append((wall, wall - gen, cpu - gen, srv))
-            print(f"  round {round_no + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+        # per run: (wall, wall - generation, CPU - generation, server CPU, GC CPU)
+        samples: dict[str, list[tuple[float, ...]]] = {c[0]: [] for c in contenders}
+        gc.callbacks.append(GC_CLOCK)
+        try:
+            for round_no in range(args.rounds):
+                for name, kind, run in contenders:
+                    srv0 = server.cpu_seconds()
+                    wall, cpu, gc_cpu = await timed(run, n)
+                    srv = server.cpu_seconds() - srv0
+                    gen = gen_cost[kind] * n
+                    samples[name].append((wall, wall - gen, cpu - gen, srv, gc_cpu))
+                print(f"  round {round_no + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+        finally:
+            gc.callbacks.remove(GC_CLOCK)
     raw_name = contenders[0][0]
     rows = []
     for name, kind, _ in contenders:
@@ -256,6 +280,7 @@ async def bench(server: Server, args: argparse.Namespace) -> list[dict[str, Any]
                 ),
                 "gen_us": gen_cost[kind] * 1e6,
                 "server_us": statistics.median(m[3] / n * 1e6 for m in mine),
+                "gc_us": statistics.median(m[4] / n * 1e6 for m in mine),
             }
         )
     return rows
@@ -367,7 +392,7 @@ def _print_speed(rows: list[dict[str, Any]], args: argparse.Namespace) -> bool:
     )
     header = (
         f"{'variant':<31} {'items/s':>8} {'net ratio':>9} {'CPU us/item':>11} "
-        f"{'CPU ratio':>9} {'target':>6} {'gen us':>6} {'server us':>9}"
+        f"{'CPU ratio':>9} {'target':>6} {'gen us':>6} {'gc us':>6} {'server us':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -379,14 +404,15 @@ def _print_speed(rows: list[dict[str, Any]], args: argparse.Namespace) -> bool:
         print(
             f"{r['name']:<31} {r['items_s']:>8.0f} {r['rate_ratio']:>9.3f} {r['cpu_us']:>11.2f} "
             f"{r['cpu_ratio']:>9.3f} {'' if target is None else f'{target:.2f}':>6} "
-            f"{r['gen_us']:>6.2f} {r['server_us']:>9.2f}{flag}"
+            f"{r['gen_us']:>6.2f} {r['gc_us']:>6.2f} {r['server_us']:>9.2f}{flag}"
         )
     print()
     print(
         "items/s: measured, generation included; net ratio: (variant / raw) items/s with each "
         "input's generation time\ntaken out of the wall time; CPU us/item: client CPU minus "
-        "generation (gen us, measured alone); CPU ratio: raw / variant;\nserver us: the server "
-        "process's CPU per item."
+        "generation (gen us, measured alone); CPU ratio: raw / variant;\ngc us: the part of the "
+        "client CPU the garbage collector took (included in CPU us/item); server us: the "
+        "server\nprocess's CPU per item."
     )
     return ok
 
