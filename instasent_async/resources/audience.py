@@ -58,12 +58,19 @@ class AudienceResource(Resource):
         """Contacts with this phone number (normalised by the server; ``+`` is encoded).
 
         Returns an empty list when nothing matches (a 404 counts as no match),
-        whichever envelope (``entity`` or ``entities``) the server uses.
+        whichever envelope (``entity`` or ``entities``) the server uses. The API
+        also answers 404 for a project id that does not exist or that the token
+        cannot see, so a wrong project reads as "no match" too: check it once at
+        start-up with ``await client.project.get()`` (which raises ``NotFoundError``).
         """
         return await self._lookup(_BY_PHONE, phone)
 
     async def search_by_email(self, email: str) -> list[Contact]:
-        """Contacts with this email address; an empty list when nothing matches."""
+        """Contacts with this email address; an empty list when nothing matches.
+
+        A 404 counts as no match, as for ``search_by_phone`` (see there about a wrong
+        project id).
+        """
         return await self._lookup(_BY_EMAIL, email)
 
     async def _lookup(self, operation: Operation, value: str) -> list[Contact]:
