@@ -426,8 +426,11 @@ class Transport:
             resp_headers: CIMultiDictProxy[str] | None = None
             outcome: Outcome
             failure: BaseException | None = None
+            semaphore = self._semaphore
             try:
-                if self._semaphore is None:
+                if semaphore is not None:
+                    await semaphore.acquire()  # cancelled while waiting: nothing held
+                try:
                     # Awaited rather than ``async with``: read() releases the
                     # connection at the end of the body, and a failed read closes it.
                     if self._send_timeout is None:
@@ -448,12 +451,10 @@ class Transport:
                     except BaseException:
                         resp.close()
                         raise
-                    status, resp_headers = resp.status, resp.headers
-                else:
-                    async with self._semaphore:
-                        status, resp_headers, raw = await self._send(
-                            session, method, url, headers, body
-                        )
+                finally:
+                    if semaphore is not None:
+                        semaphore.release()
+                status, resp_headers = resp.status, resp.headers
             except aiohttp.ClientConnectorCertificateError as exc:
                 if governor is not None:
                     governor.release(permit, None, None)  # type: ignore[arg-type]
@@ -549,19 +550,6 @@ class Transport:
                     path=path,
                 ) from conn_err
             raise conn_err from failure
-
-    async def _send(
-        self,
-        session: aiohttp.ClientSession,
-        method: str,
-        url: URL,
-        headers: dict[str, str] | None,
-        body: bytes | None,
-    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
-        async with session.request(
-            method, url, headers=headers, data=body, timeout=self._timeout, allow_redirects=False
-        ) as resp:
-            return resp.status, resp.headers, await resp.read()
 
 
 def _describe(exc: BaseException | None) -> str:

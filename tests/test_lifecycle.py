@@ -300,6 +300,35 @@ async def test_max_concurrency_caps_requests_in_flight(scripted: ScriptedServer)
     assert peak == 3
 
 
+async def test_requests_cancelled_under_max_concurrency_hold_nothing(
+    scripted: ScriptedServer,
+) -> None:
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        arrived.set()
+        await release.wait()
+        return web.json_response({"entity": {"uid": "proj_demo"}})
+
+    scripted.handler = held
+    async with Instasent(
+        TOKEN, project="proj_demo", base_url=scripted.url, max_concurrency=1
+    ) as client:
+        in_flight = asyncio.ensure_future(client.project.get())
+        await asyncio.wait_for(arrived.wait(), 5)
+        queued = asyncio.ensure_future(client.project.get())
+        await asyncio.sleep(0.05)  # waiting behind the cap: never sent
+        for call in (queued, in_flight):
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+        release.set()
+        # Neither the cap's slot nor a rate-limit permit was kept by the cancelled calls.
+        assert (await asyncio.wait_for(client.project.get(), 5)).uid == "proj_demo"
+        assert [b.in_flight for b in client.rate_limits] == [0]
+    assert len(scripted.requests) == 2
+
+
 async def test_an_unexpected_error_inside_a_request_leaves_no_permit_held(
     scripted: ScriptedServer,
 ) -> None:
@@ -351,8 +380,9 @@ async def test_closing_a_client_unregisters_its_event_callback_from_a_shared_gov
     assert seen == []
 
 
+@pytest.mark.parametrize("max_concurrency", [None, 2], ids=["pool", "capped"])
 async def test_siblings_with_their_own_token_agent_or_timeout_send_their_own(
-    scripted: ScriptedServer,
+    scripted: ScriptedServer, max_concurrency: int | None
 ) -> None:
     async def slow(request: web.Request) -> web.StreamResponse:
         if request.path.endswith("/slow"):
@@ -364,7 +394,9 @@ async def test_siblings_with_their_own_token_agent_or_timeout_send_their_own(
     async def rotating() -> str:
         return "provided-token"
 
-    async with Instasent(TOKEN, project="proj_demo", base_url=scripted.url) as root:
+    async with Instasent(
+        TOKEN, project="proj_demo", base_url=scripted.url, max_concurrency=max_concurrency
+    ) as root:
         agent = root.with_options(user_agent="tenant-app/2")
         provided = root.with_options(token=rotating)
         hasty = root.with_options(project="slow", timeout=0.1)
