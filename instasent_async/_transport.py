@@ -83,14 +83,20 @@ class Response:
 
 
 class RequestStats:
-    """Counters a caller can pass to ``Transport.request`` to learn what it cost."""
+    """Counters a caller can pass to ``Transport.request`` to learn what it cost.
 
-    __slots__ = ("rate_limit_waits", "requests", "retries")
+    ``uncertain_retries`` counts the retries of an attempt that may have been
+    carried out (no answer after sending, or a 5xx): a 404 from a repeated
+    delete then most likely means the first attempt deleted it.
+    """
+
+    __slots__ = ("rate_limit_waits", "requests", "retries", "uncertain_retries")
 
     def __init__(self) -> None:
         self.requests = 0
         self.retries = 0
         self.rate_limit_waits = 0
+        self.uncertain_retries = 0
 
 
 def fingerprint(token: str) -> str:
@@ -520,6 +526,8 @@ class Transport:
                     )
                 if stats is not None:
                     stats.retries += 1
+                    if outcome == "maybe_sent" or (status is not None and status >= 500):
+                        stats.uncertain_retries += 1
                 if decision.delay > 0:
                     await asyncio.sleep(decision.delay)
                 continue

@@ -363,6 +363,45 @@ async def test_audience_delete(fake: FakeInstasent, client: Instasent) -> None:
         await client.audience.get(aid)
 
 
+async def test_a_delete_whose_retry_finds_the_contact_gone_has_done_its_job(
+    fake: FakeInstasent, client: Instasent
+) -> None:
+    await seed_contacts(client, 3)
+    ds = client.datasource("ds_demo")
+    # Carried out, then answered 500: the retry finds nothing to delete (404).
+    fake.fail_after_processing_next(1, 500, method="DELETE")
+    await ds.contacts.delete("u1")
+    # Carried out, then the connection dropped (a POST: aiohttp does not resend it).
+    fake.drop_next(1, after_processing=True, path_contains="delete-contact")
+    await client.audience.delete(audience_id(fake, "u2"))
+    assert [c["_user_id"] for c in fake.contacts()] == ["u0"]
+    statuses = [
+        (r.method, r.status) for r in fake.requests if "delete" in r.path or r.method == "DELETE"
+    ]
+    assert statuses == [("DELETE", 500), ("DELETE", 404), ("POST", None), ("POST", 404)]
+
+
+async def test_a_delete_answered_404_without_an_uncertain_attempt_raises() -> None:
+    # A short window: the injected 429 resets within 0.2 s.
+    async with (
+        FakeInstasent(rate_limit=None, window=0.2) as fake,
+        Instasent(fake.product_token, project="proj_demo", base_url=fake.base_url) as client,
+    ):
+        await seed_contacts(client, 1)
+        ds = client.datasource("ds_demo")
+        with pytest.raises(NotFoundError):
+            await ds.contacts.delete("nobody")
+        # A 429 is never carried out: the 404 that follows is the real answer.
+        fake.fail_next(1, 429, method="DELETE")
+        with pytest.raises(NotFoundError):
+            await ds.contacts.delete("nobody")
+        with pytest.raises(NotFoundError):
+            await client.audience.delete("aud_nobody")
+        assert len(fake.contacts()) == 1
+        statuses = [r.status for r in fake.requests if r.method == "DELETE"]
+        assert statuses == [404, 429, 404]
+
+
 # --- events -----------------------------------------------------------------------------
 
 

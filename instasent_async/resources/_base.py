@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
 from .._convert import structure, structurer
 from .._endpoints import OPERATIONS, Operation, encode_segment, is_plain_segment
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, NotFoundError
 from .._pagination import OffsetPager, ScrollIterator
+from .._transport import RequestStats
 from ..query import list_params, query_to_dict
 
 if TYPE_CHECKING:
     from .._transport import Response, Transport
 
-__all__ = ["Resource", "entities_of", "entity_of", "entity_reader", "op"]
+__all__ = ["Resource", "delete_once", "entities_of", "entity_of", "entity_reader", "op"]
+
+log = logging.getLogger("instasent_async.resources")
 
 T = TypeVar("T")
 
@@ -34,6 +38,23 @@ def check_page_size(value: int, maximum: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
         raise ValueError(f"{what} must be an integer from 1 to {maximum}, got {value!r}")
     return value
+
+
+async def delete_once(send: Callable[[RequestStats], Awaitable[object]]) -> None:
+    """Run a delete (``send(stats)``); a 404 after an uncertain retry counts as done.
+
+    When an attempt may have been carried out (no answer after sending, or a
+    5xx) and the retry answers 404, the first attempt most likely deleted the
+    contact: it is gone either way, and raising ``NotFoundError`` would report
+    a failure for a delete that worked. A 404 with no such retry is raised.
+    """
+    stats = RequestStats()
+    try:
+        await send(stats)
+    except NotFoundError as exc:
+        if not stats.uncertain_retries:
+            raise
+        log.info("%s after an uncertain attempt was retried: taken as deleted", exc)
 
 
 def op(name: str) -> Operation:
@@ -168,6 +189,7 @@ class Resource:
         json: Any = None,
         scope: str = "org",
         idempotent: bool | None = None,
+        stats: RequestStats | None = None,
     ) -> Response:
         """Render the operation's path (project first, then ``segments``) and send it."""
         return await self._transport.request(
@@ -177,6 +199,7 @@ class Resource:
             params=params,
             json=json,
             idempotent=idempotent,
+            stats=stats,
         )
 
     async def _send(

@@ -8,8 +8,9 @@ from .._convert import structure
 from .._endpoints import Operation
 from .._errors import NotFoundError
 from .._pagination import ScrollIterator
+from .._transport import RequestStats
 from ..models import AudienceEvent, Contact
-from ._base import Resource, entities_of, entity_reader, op
+from ._base import Resource, delete_once, entities_of, entity_reader, op
 
 __all__ = ["AudienceResource"]
 
@@ -173,16 +174,28 @@ class AudienceResource(Resource):
     async def delete(self, audience_id: str, *, sync: bool = False) -> None:
         """Permanently delete the contact from the audience.
 
-        Raises:
-            NotFoundError: no such contact.
-        """
-        await self._stream(_DELETE, {"audienceId": audience_id}, sync)
+        A delete is retried like any idempotent call. If an attempt may have
+        been carried out (no answer, or a 5xx) and its retry answers 404, the
+        contact is gone and this returns normally instead of raising.
 
-    async def _stream(self, operation: Operation, body: dict[str, Any], sync: bool) -> None:
+        Raises:
+            NotFoundError: no such contact (answered to the first attempt, or
+                after retries of attempts that were surely not carried out).
+        """
+        body = {"audienceId": audience_id}
+        await delete_once(lambda stats: self._stream(_DELETE, body, sync, stats))
+
+    async def _stream(
+        self,
+        operation: Operation,
+        body: dict[str, Any],
+        sync: bool,
+        stats: RequestStats | None = None,
+    ) -> None:
         audience_id = body["audienceId"]
         if not isinstance(audience_id, str) or not audience_id.strip():
             raise ValueError("audience_id must be a non-empty string")
-        await self._call(operation, json=body, params=_SYNC if sync else None)
+        await self._call(operation, json=body, params=_SYNC if sync else None, stats=stats)
 
 
 def _grouped_events(payload: Any) -> list[Any] | None:

@@ -21,7 +21,7 @@ from ..models import (
     IngestReport,
     StreamInfo,
 )
-from ._base import Resource, entities_of, entity_of, op
+from ._base import Resource, delete_once, entities_of, entity_of, op
 
 if TYPE_CHECKING:
     from .._transport import Transport
@@ -75,6 +75,7 @@ class _DatasourcePart(Resource):
         params: dict[str, str] | None = None,
         body: bytes | None = None,
         idempotent: bool | None = None,
+        stats: RequestStats | None = None,
     ) -> Response:
         return await self._transport.request(
             operation,
@@ -83,6 +84,7 @@ class _DatasourcePart(Resource):
             params=params,
             body=body,
             idempotent=idempotent,
+            stats=stats,
         )
 
     def _sender(self, operation: Operation, params: dict[str, str] | None) -> SendBatch:
@@ -212,10 +214,13 @@ class DatasourceContacts(_DatasourcePart):
     async def delete(self, user_id: str) -> None:
         """Permanently delete the contact from the datasource and the audience.
 
+        As ``client.audience.delete``: a 404 answering the retry of an attempt
+        that may have been carried out means the contact is gone, not an error.
+
         Raises:
             NotFoundError: no such contact in this datasource.
         """
-        await self._ds_call(_CONTACT_DELETE, user_id)
+        await delete_once(lambda stats: self._ds_call(_CONTACT_DELETE, user_id, stats=stats))
 
 
 class DatasourceEvents(_DatasourcePart):
