@@ -187,6 +187,11 @@ class DatasourceContacts(_DatasourcePart):
         gave up, with the reason). ``dead_letter`` writes rejected and failed items
         as NDJSON; ``on_progress`` receives the live report after every batch.
 
+        Order between batches is not kept: ``concurrency`` batches are in flight
+        at once, a retried batch lands after later ones, and the server queues
+        upserts. If the source holds the same ``_user_id`` more than once with
+        different values, merge those items first when the last one must win.
+
         Raises:
             AuthenticationError / PermissionDeniedError / NotFoundError: the token
                 cannot write here; reading stops; the partial report is ``exc.report``.
