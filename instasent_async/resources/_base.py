@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -12,11 +12,8 @@ from .._convert import structure, structurer
 from .._endpoints import OPERATIONS, Operation, encode_segment, is_plain_segment
 from .._errors import ConfigurationError, NotFoundError
 from .._pagination import OffsetPager, ScrollIterator
-from .._transport import RequestStats
+from .._transport import RequestStats, Response, Transport
 from ..query import list_params, query_to_dict
-
-if TYPE_CHECKING:
-    from .._transport import Response, Transport
 
 __all__ = ["Resource", "delete_once", "entities_of", "entity_of", "entity_reader", "op"]
 
