@@ -1,0 +1,1 @@
+"""The I/O shell around aiohttp: the connection pool, auth headers and the transport."""
