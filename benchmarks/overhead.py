@@ -41,7 +41,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from instasent_async import Instasent
 from instasent_async._convert import structure
-from instasent_async._endpoints import OPERATIONS
+from instasent_async._core.endpoints import OPERATIONS
 from instasent_async.models import Contact
 from instasent_async.resources._base import entity_of
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from ._client import Instasent
+from ._core.retry import RetryPolicy
 from ._ratelimit import BucketKey, BucketSnapshot, RateLimitEvent, RateLimitGovernor
-from ._retry import RetryPolicy
 from ._version import __version__
 from .errors import (
     AmbiguousOutcomeError,
     APIConnectionError,
+    APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
@@ -16,9 +17,12 @@ from .errors import (
     ConfigurationError,
     InstasentError,
     NotFoundError,
+    PaginationError,
     PermissionDeniedError,
     RateLimitError,
     RateLimitInfo,
+    RedirectError,
+    ResponseTooLargeError,
     ServerError,
     UnprocessableEntityError,
 )
@@ -26,6 +30,7 @@ from .models import Contact, Event, FailedItem, IngestReport, RejectedItem
 
 __all__ = [
     "APIConnectionError",
+    "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
     "AmbiguousOutcomeError",
@@ -41,12 +46,15 @@ __all__ = [
     "Instasent",
     "InstasentError",
     "NotFoundError",
+    "PaginationError",
     "PermissionDeniedError",
     "RateLimitError",
     "RateLimitEvent",
     "RateLimitGovernor",
     "RateLimitInfo",
+    "RedirectError",
     "RejectedItem",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "ServerError",
     "UnprocessableEntityError",

@@ -10,18 +10,20 @@ from typing import Any, Literal
 
 import aiohttp
 
+from ._core.retry import RetryPolicy
 from ._errors import ConfigurationError
-from ._ratelimit import BucketSnapshot, RateLimitEvent, RateLimitGovernor
-from ._retry import RetryPolicy
-from ._transport import (
+from ._http.auth import Auth, TokenSource
+from ._http.options import (
     DEFAULT_BASE_URL,
+    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_USER_AGENT,
-    Pool,
-    TokenSource,
-    Transport,
     check_base_url,
+    check_max_response_bytes,
     make_timeout,
 )
+from ._http.pool import Pool
+from ._http.transport import Transport
+from ._ratelimit import BucketSnapshot, RateLimitEvent, RateLimitGovernor
 from .resources.audience import AudienceResource
 from .resources.campaigns import AutomationsResource, CampaignsResource
 from .resources.datasource import Datasource
@@ -55,6 +57,13 @@ class Instasent:
             ``allow_insecure=True``.
         timeout: seconds allowed for each wait on the server: connecting (at most
             10 s) and every read of the answer (or an ``aiohttp.ClientTimeout``).
+        attempt_timeout: seconds one attempt may take in all, from sending to the
+            last byte of the answer (default: twice ``timeout``). Waiting for a
+            free connection of the pool counts; waiting for ``max_concurrency``
+            or for a rate-limit permit does not.
+        max_response_bytes: the largest body read from an answer, counted after
+            decompression (default 8 MiB); a larger one raises
+            ``ResponseTooLargeError`` and drops the connection.
         max_connections: size of the connection pool.
         max_concurrency: a cap on requests in flight at once below the pool size
             (default: none beyond the pool). Requests beyond either limit queue;
@@ -65,6 +74,9 @@ class Instasent:
         session: a borrowed ``aiohttp.ClientSession`` (never closed by us).
         user_agent: replaces the default ``User-Agent``.
         trace_configs: aiohttp trace configs for the session we create.
+        trust_env: let the session we create read proxy settings
+            (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``) and ``.netrc`` from the
+            environment (aiohttp's ``trust_env``). Off by default.
         allow_insecure: allow plain ``http://`` to non-loopback hosts.
         on_event: called with every ``RateLimitEvent`` (waits, 429s, retries).
 
@@ -79,6 +91,8 @@ class Instasent:
         *,
         base_url: str = DEFAULT_BASE_URL,
         timeout: float | aiohttp.ClientTimeout | None = 30.0,
+        attempt_timeout: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_connections: int = 100,
         max_concurrency: int | None = None,
         retry: RetryPolicy | None = None,
@@ -86,6 +100,7 @@ class Instasent:
         session: aiohttp.ClientSession | None = None,
         user_agent: str | None = None,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        trust_env: bool = False,
         allow_insecure: bool = False,
         on_event: Callable[[RateLimitEvent], None] | None = None,
     ) -> None:
@@ -106,21 +121,31 @@ class Instasent:
         if governor is not None and on_event is not None:
             governor.add_listener(on_event)
         self._listener = on_event if governor is not None else None
-        pool = Pool(session=session, max_connections=max_connections, trace_configs=trace_configs)
         self._root = True
         self._options: dict[str, Any] = {
             "base_url": check_base_url(base_url, allow_insecure),
-            "timeout": make_timeout(timeout),
+            "timeout": make_timeout(timeout, attempt_timeout),
             "retry": retry if retry is not None else RetryPolicy(),
-            "user_agent": user_agent or DEFAULT_USER_AGENT,
+            "max_response_bytes": check_max_response_bytes(max_response_bytes),
         }
+        auth = Auth(token, user_agent or DEFAULT_USER_AGENT)
+        pool = Pool(
+            session=session,
+            max_connections=max_connections,
+            trace_configs=trace_configs,
+            trust_env=trust_env,
+            # The root client's own headers and timeout are the session's defaults.
+            headers=auth.static.get_headers if auth.static is not None else None,
+            timeout=self._options["timeout"],
+        )
         transport = Transport(
             pool=pool,
-            token=token,
+            auth=auth,
             governor=governor,
             semaphore=asyncio.Semaphore(max_concurrency) if max_concurrency is not None else None,
             **self._options,
         )
+        self._user_agent = user_agent or DEFAULT_USER_AGENT
         if governor is None:
             transport.set_event_sink(on_event)
         self._init(transport, project, token)
@@ -175,6 +200,7 @@ class Instasent:
         token: TokenSource | None = None,
         project: str | None = _UNSET,
         timeout: float | aiohttp.ClientTimeout | None = _UNSET,
+        attempt_timeout: float | None = None,
         retry: RetryPolicy | None = None,
         user_agent: str | None = None,
     ) -> Instasent:
@@ -183,22 +209,25 @@ class Instasent:
         For multi-tenant backends: one pool, many tokens or projects. Options not
         given are inherited. The sibling does not own the pool: close the root.
 
+        ``attempt_timeout`` given alone keeps the inherited per-read ``timeout``.
+
         Raises:
-            ConfigurationError: an empty project, an empty token or a bad timeout.
+            ConfigurationError: an empty project, an invalid token or a bad timeout.
         """
         options = dict(self._options)
-        if timeout is not _UNSET:
-            options["timeout"] = make_timeout(timeout)
+        if timeout is not _UNSET or attempt_timeout is not None:
+            options["timeout"] = make_timeout(
+                options["timeout"] if timeout is _UNSET else timeout, attempt_timeout
+            )
         if retry is not None:
             options["retry"] = retry
-        if user_agent is not None:
-            options["user_agent"] = user_agent
         if project is not _UNSET and project is not None and not project.strip():
             raise ConfigurationError("project must be a non-empty string (the project UID)")
         new_token = token if token is not None else self._token
+        agent = user_agent if user_agent is not None else self._user_agent
         transport = Transport(
             pool=self._transport.pool,
-            token=new_token,
+            auth=Auth(new_token, agent),
             governor=self._transport.governor,
             semaphore=self._transport.semaphore,
             **options,
@@ -207,6 +236,7 @@ class Instasent:
         sibling._root = False
         sibling._listener = None
         sibling._options = options
+        sibling._user_agent = agent
         sibling._init(transport, self._project_id if project is _UNSET else project, new_token)
         return sibling
 

@@ -34,7 +34,7 @@ from ._errors import (
     UnprocessableEntityError,
     decode_body,
 )
-from ._transport import RequestStats, Response
+from ._http.transport import RequestStats, Response
 from .models.ingest import UNKNOWN_OUTCOME, BatchOutcome, FailedItem, IngestReport, RejectedItem
 
 __all__ = ["BATCH_SIZE", "ProgressCallback", "SendBatch", "Source", "run_ingest"]
