@@ -19,7 +19,6 @@ __all__ = [
     "SUCCESSES",
     "Failure",
     "FailureKinds",
-    "successes_of",
 ]
 
 Failure = Literal["not_sent", "maybe_sent", "fatal"]
@@ -51,11 +50,6 @@ SUCCESSES: Mapping[str, frozenset[int]] = {
     name: _BY_NAME.get(name, _READ) for name in OPERATIONS
 }
 """Operation name -> the statuses that mean success (reads and searches: 200)."""
-
-
-def successes_of(operation: str) -> frozenset[int]:
-    """The success statuses of an operation (200 only for a name not in the table)."""
-    return SUCCESSES.get(operation, _READ)
 
 
 class FailureKinds:

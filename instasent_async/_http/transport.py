@@ -30,7 +30,7 @@ from yarl import URL
 
 from .._core.endpoints import Operation
 from .._core.retry import Outcome, RetryDecision, RetryPolicy
-from .._core.status import FailureKinds, successes_of
+from .._core.status import SUCCESSES, FailureKinds
 from .._errors import (
     AmbiguousOutcomeError,
     APIConnectionError,
@@ -279,11 +279,11 @@ class Transport:
             url = url.with_query(params)
         creds = self._auth.static or await self._auth.current()
         safe = op.idempotent if idempotent is None else idempotent
-        successes = successes_of(op.name)
+        successes = SUCCESSES[op.name]
         started, attempt, reauthed = time.monotonic(), 0, False
         while True:
             attempt += 1
-            answer = await self._attempt(op, url, creds, scope, body, safe, stats)
+            answer = await self._attempt(op, url, path, creds, scope, body, safe, stats)
             if isinstance(answer, Response):
                 if answer.status in successes:
                     return answer
@@ -306,61 +306,58 @@ class Transport:
         self,
         op: Operation,
         url: URL,
+        path: str,
         creds: Credentials,
         scope: str,
         body: bytes | None,
         safe: bool,
         stats: RequestStats | None,
     ) -> Response | BaseException:
-        """One attempt: slot, permit, send once, give both back.
+        """One attempt: a slot, then a permit, send once, give both back.
 
         Returns the answer (any status) or the exception that kept it from coming.
         """
-        semaphore = self._semaphore
+        semaphore, governor = self._semaphore, self._governor
         if semaphore is not None:
             await semaphore.acquire()  # cancelled while waiting: nothing held
         try:
-            permit = await self._permit(creds, scope, op, stats)
+            permit: Permit | None = None
+            if governor is not None:
+                fp, rate_class = creds.fingerprint, op.rate_class
+                key = self._keys.get((fp, scope, rate_class)) or self._key(fp, scope, rate_class)
+                permit = governor.try_acquire(key) or await self._wait_for_permit(key, stats)
             if stats is not None:
                 stats.requests += 1
             answer: Response | BaseException | None = None
             try:
-                answer = await self._send_once(op, url, creds, body, safe)
+                answer = await self._send_once(op, url, path, creds, body, safe)
             except _classify_failure.classes as exc:
                 answer = exc
             finally:
                 if permit is not None:
-                    self._release(permit, answer)
+                    assert governor is not None
+                    got = answer if isinstance(answer, Response) else _NO_ANSWER
+                    governor.release(permit, got.status, got.headers)
             return answer
         finally:
             if semaphore is not None:
                 semaphore.release()
 
-    async def _permit(
-        self, creds: Credentials, scope: str, op: Operation, stats: RequestStats | None
-    ) -> Permit | None:
-        """A rate-limit permit for the operation's bucket (``None`` when ungoverned)."""
-        governor = self._governor
-        if governor is None:
-            return None
-        key = self._key(creds.fingerprint, scope, op.rate_class)
-        permit = governor.try_acquire(key)
-        if permit is None:
-            if stats is not None:
-                stats.rate_limit_waits += 1
-            permit = await governor.acquire(key)
-        return permit
-
-    def _release(self, permit: Permit, answer: Response | BaseException | None) -> None:
-        """Give the permit back with what the attempt learnt (nothing if no answer)."""
+    async def _wait_for_permit(self, key: BucketKey, stats: RequestStats | None) -> Permit:
+        """Wait in the governor's queue for a permit of a bucket without room now."""
         assert self._governor is not None
-        if isinstance(answer, Response):
-            self._governor.release(permit, answer.status, answer.headers)
-        else:
-            self._governor.release(permit, None, None)
+        if stats is not None:
+            stats.rate_limit_waits += 1
+        return await self._governor.acquire(key)
 
     async def _send_once(
-        self, op: Operation, url: URL, creds: Credentials, body: bytes | None, safe: bool
+        self,
+        op: Operation,
+        url: URL,
+        path: str,
+        creds: Credentials,
+        body: bytes | None,
+        safe: bool,
     ) -> Response:
         """One ``session.request`` and one bounded read of its body."""
         session = self._pool.session()  # raises if the client was closed meanwhile
@@ -382,13 +379,13 @@ class Transport:
             raw = await read_body(resp, self._max_bytes)
         except BodyTooLarge as exc:
             resp.close()
-            if safe or resp.status not in successes_of(op.name):
+            if safe or resp.status not in SUCCESSES[op.name]:
                 raise
             raw = exc.prefix  # carried out (a success status): never an error to resend
         except BaseException:
             resp.close()
             raise
-        return Response(resp.status, resp.headers, raw, op.method, str(url.path))
+        return Response(resp.status, resp.headers, raw, op.method, path)
 
     def _key(self, fp: str, scope: str, rate_class: str) -> BucketKey:
         """The bucket key, made once per (token, scope, class) and reused."""
@@ -485,6 +482,16 @@ class Transport:
 
 
 _CONTENT_TYPE: Final = {"Content-Type": JSON_CT}
+
+
+class _NoAnswer:
+    """What the governor learns from an attempt that got no answer: nothing."""
+
+    status = None
+    headers = None
+
+
+_NO_ANSWER: Final = _NoAnswer()
 
 
 def _describe(exc: BaseException) -> str:

@@ -214,7 +214,11 @@ class Resource:
             ConfigurationError: the operation needs a project and the client has none.
         """
         if len(segments) == 1 and not self._lead:
-            return self._one(operation, segments[0])
+            segment = segments[0]
+            prefix = self._prefixes.get(operation.name)
+            if prefix and type(segment) is str and is_plain_segment(segment):
+                return prefix + segment  # the usual case: nothing to encode
+            return self._one(operation, segment)
         return self._render(operation, (*self._lead, *segments))
 
     def _one(self, operation: Operation, segment: object) -> str:
