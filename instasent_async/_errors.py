@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 import orjson
+from multidict import CIMultiDict
 
 __all__ = [
     "APIConnectionError",
@@ -153,7 +154,7 @@ class APIStatusError(InstasentError):
     Attributes: ``status``, ``message`` (from the body), ``body`` (decoded JSON
     or raw text, or ``None`` when empty), ``rate_limit`` (``RateLimitInfo`` or
     ``None``), ``method`` and ``path`` (the path only: never the query or the
-    token), ``headers`` (the answer's headers, a dict), ``request_id`` (from a
+    token), ``headers`` (the answer's headers, case-insensitive), ``request_id`` (from a
     request-id header, or ``None``), ``attempts`` (requests sent for this call)
     and ``elapsed`` (seconds from the first attempt to this answer).
     """
@@ -180,8 +181,8 @@ class APIStatusError(InstasentError):
         self.rate_limit = rate_limit
         self.method = method
         self.path = path
-        self.headers: dict[str, str] = dict(headers) if headers else {}
-        self.request_id: str | None = next(
+        self.headers: CIMultiDict[str] = CIMultiDict(headers or ())
+        self.request_id = next(
             (self.headers[h] for h in _REQUEST_ID_HEADERS if h in self.headers), None
         )
         self.attempts = attempts

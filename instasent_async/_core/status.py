@@ -46,9 +46,7 @@ _BY_NAME: dict[str, frozenset[int]] = {
     "sms.send_direct_utm": _DIRECT,
 }
 
-SUCCESSES: Mapping[str, frozenset[int]] = {
-    name: _BY_NAME.get(name, _READ) for name in OPERATIONS
-}
+SUCCESSES: Mapping[str, frozenset[int]] = {name: _BY_NAME.get(name, _READ) for name in OPERATIONS}
 """Operation name -> the statuses that mean success (reads and searches: 200)."""
 
 

@@ -135,16 +135,20 @@ class BodyTooLarge(Exception):
 async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     """The whole body, counting decompressed bytes; past ``limit``: ``BodyTooLarge``.
 
-    A body of known length that is not compressed is read in one call (aiohttp
-    stops at its ``Content-Length``); any other is read chunk by chunk, so a huge,
-    endless or highly compressed body stops at the limit.
+    An uncompressed body whose ``Content-Length`` is within the limit is read in
+    one call (aiohttp stops at that length); any other is read chunk by chunk, so
+    a huge, endless or highly compressed body stops at the limit (aiohttp inflates
+    a compressed body a bounded piece at a time, as it is read).
     """
     headers = resp.headers
     length = headers.get("Content-Length")
-    if length is not None and "Content-Encoding" not in headers and length.isdigit():
-        if int(length) <= limit:
-            return await resp.read()
-        raise BodyTooLarge(limit, b"")
+    if (
+        length is not None
+        and "Content-Encoding" not in headers
+        and length.isdigit()
+        and int(length) <= limit
+    ):
+        return await resp.read()
     chunks: list[bytes] = []
     size = 0
     content = resp.content
@@ -526,4 +530,3 @@ def _connection_error(
     return APIConnectionError(
         f"connection error: {_describe(exc)} ({method} {path})", method=method, path=path
     )
-

@@ -90,9 +90,7 @@ def read_json(response: Response) -> Any:
         return response.json()  # an empty body is None; anything else raises
 
 
-def structure_or_raise(
-    hook: Callable[[Any], T], item: Any, cls: type[T], response: Response
-) -> T:
+def structure_or_raise(hook: Callable[[Any], T], item: Any, cls: type[T], response: Response) -> T:
     """``hook(item)``, a ``dict`` only; anything else is the server's fault.
 
     Raises:
@@ -430,4 +428,3 @@ class Resource:
         """Send a write; the answer is returned unread (a success status already)."""
         path = self._path(operation, *segments)
         return await self._send(operation, path, json=json, params=params, stats=stats)
-
