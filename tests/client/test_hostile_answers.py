@@ -254,3 +254,22 @@ async def test_json_bodies_of_other_errors_stay_readable(scripted: Any, client: 
     with pytest.raises(APIStatusError) as info:
         await client.project.get()
     assert info.value.body == {"message": "invalid", "errors": ["x"]}
+
+
+async def test_the_fake_server_can_answer_a_redirect_or_a_wrong_shape(fake_instasent: Any) -> None:
+    async with Instasent(
+        fake_instasent.product_token,
+        project="proj_demo",
+        base_url=fake_instasent.base_url,
+        rate_limit=None,
+    ) as client:
+        fake_instasent.fail_next(1, 302, body=b"")
+        with pytest.raises(RedirectError):
+            await client.project.get()
+        fake_instasent.fail_next(1, 200, body={"entity": None})
+        with pytest.raises(APIResponseValidationError):
+            await client.project.get()
+        fake_instasent.fail_next(1, 200, body={"message": "Database unavailable"})
+        with pytest.raises(APIResponseValidationError):
+            await client.segments.list()
+        assert (await client.project.get()).uid == "proj_demo"
