@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 from typing import Any
 
 import pytest
@@ -46,7 +45,7 @@ class _Resp:
         return None
 
 
-@settings(max_examples=int(os.environ.get("INSTASENT_HYPOTHESIS_EXAMPLES", "40")), deadline=None)
+@settings(deadline=None)
 @given(
     body=st.binary(max_size=4096),
     cuts=st.lists(st.integers(min_value=0, max_value=4096), max_size=8),
