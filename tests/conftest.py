@@ -1,9 +1,10 @@
-"""Shared fixtures: a tiny scripted aiohttp server on 127.0.0.1, and an aioresponses shim."""
+"""Shared fixtures: a tiny scripted aiohttp server on 127.0.0.1, a user-defined mapping
+class, and an aioresponses shim."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -68,3 +69,25 @@ async def scripted() -> AsyncIterator[ScriptedServer]:
         yield server
     finally:
         await server.close()
+
+
+class FrozenMapping(Mapping[str, Any]):
+    """A read-only mapping that is neither a dict nor a stdlib type."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+@pytest.fixture(scope="session")
+def frozen_mapping() -> type[FrozenMapping]:
+    """A user-defined ``Mapping`` class, for code that must accept any mapping."""
+    return FrozenMapping

@@ -10,7 +10,7 @@ cannot encode and server rejections, across batch boundaries.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -28,23 +28,6 @@ from instasent_async.bulk import (
 )
 from instasent_async.models import Event
 
-
-class FrozenMapping(Mapping[str, Any]):
-    """A mapping that is not a dict."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self._data = data
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
 _id_values = st.sampled_from([None, "", "e", "0", 0, 1, False, True, 0.0, [], {}, "x" * 3])
 
 
@@ -56,7 +39,7 @@ def wire_item(draw: st.DrawFn) -> Any:
     data: dict[str, Any] = {"_user_id": "u"}
     if kind != "no key":
         data["_event_id"] = draw(_id_values)
-    return FrozenMapping(data) if kind == "mapping" else data
+    return MappingProxyType(data) if kind == "mapping" else data
 
 
 @settings(max_examples=500, deadline=None)

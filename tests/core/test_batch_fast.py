@@ -8,7 +8,8 @@ errors and counters, and compare ``parse_batch`` with the general path alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from hypothesis import given, settings
@@ -24,22 +25,6 @@ from instasent_async._batch import (
 from instasent_async.models import BatchOutcome, Contact, Event
 
 STATUSES = [200, 201, 202, 204, 207, 400, 422, 500]
-
-
-class FrozenMapping(Mapping[str, Any]):
-    """A mapping that is not a dict (the general path reads any mapping)."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self._data = data
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 def same(fast: BatchOutcome, general: BatchOutcome) -> None:
@@ -76,7 +61,7 @@ def items_of(draw: st.DrawFn, n: int) -> list[Any]:
         elif pick == "contacts":
             out.append(Contact(user_id=user_id))  # type: ignore[arg-type]
         elif pick == "mappings":
-            out.append(FrozenMapping(wire))
+            out.append(MappingProxyType(wire))
         else:
             out.append(wire)
     return out
@@ -298,7 +283,7 @@ _error_values = st.recursive(
         st.lists(inner, max_size=3)
         | st.lists(inner, max_size=3).map(tuple)
         | st.dictionaries(_error_keys, inner, max_size=3)
-        | st.dictionaries(_error_keys, inner, max_size=3).map(FrozenMapping)
+        | st.dictionaries(_error_keys, inner, max_size=3).map(MappingProxyType)
     ),
     max_leaves=12,
 )

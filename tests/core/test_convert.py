@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -445,24 +445,12 @@ def test_equality_ignores_wire_memory() -> None:
     assert "_wire" not in repr(read)
 
 
-class _ReadOnlyMapping(Mapping[str, Any]):
-    def __init__(self, data: dict[str, Any]) -> None:
-        self._data = data
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
-def test_unstructure_passes_mappings_through_untouched() -> None:
+def test_unstructure_passes_mappings_through_untouched(
+    frozen_mapping: type[Mapping[str, Any]],
+) -> None:
     plain = {"_user_id": "u"}
     proxy = types.MappingProxyType({"_user_id": "u"})
-    custom = _ReadOnlyMapping({"_user_id": "u"})
+    custom = frozen_mapping({"_user_id": "u"})
     assert unstructure(plain) is plain
     assert unstructure(proxy) is proxy
     assert unstructure(custom) is custom

@@ -14,7 +14,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -300,20 +301,6 @@ def test_parse_datetime_reads_strings_as_the_reference_route_does(text: str, dat
 # --- to_wire_items: one kind of item in one step ----------------------------------------
 
 
-class FrozenMapping(Mapping[str, Any]):
-    def __init__(self, data: dict[str, Any]) -> None:
-        self._data = data
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
 _items = st.sampled_from(
     ["dict", "event", "bare event", "odd event", "contact", "read contact", "mapping"]
 ).map(
@@ -331,7 +318,7 @@ _items = st.sampled_from(
         "read contact": lambda: structure(
             {"_user_id": "r", "_date_updated": "2024-01-01 00:00:00+00:00", "plan": 1}, Contact
         ),
-        "mapping": lambda: FrozenMapping({"_user_id": "m"}),
+        "mapping": lambda: MappingProxyType({"_user_id": "m"}),
     }[kind]()
 )
 
