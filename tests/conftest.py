@@ -4,6 +4,7 @@ class, and an aioresponses shim."""
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from types import SimpleNamespace
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import aioresponses.core
 import pytest
 from aiohttp import ClientResponse, web
+from hypothesis import settings
 
 
 class _CompatResponse(ClientResponse):
@@ -23,6 +25,18 @@ class _CompatResponse(ClientResponse):
 
 if "stream_writer" in inspect.signature(ClientResponse.__init__).parameters:
     aioresponses.core.ClientResponse = _CompatResponse  # type: ignore[misc]
+
+# Property tests run few examples by default, so the suite stays fast; CI or a hunt for a
+# rare case asks for more: INSTASENT_HYPOTHESIS_PROFILE=ci|thorough, or any count with
+# INSTASENT_HYPOTHESIS_EXAMPLES=N.
+settings.register_profile("fast", max_examples=25, deadline=None)
+settings.register_profile("ci", max_examples=300, deadline=None)
+settings.register_profile("thorough", max_examples=2000, deadline=None)
+_profile = os.environ.get("INSTASENT_HYPOTHESIS_PROFILE", "fast")
+if examples := os.environ.get("INSTASENT_HYPOTHESIS_EXAMPLES"):
+    settings.register_profile("env", settings.get_profile(_profile), max_examples=int(examples))
+    _profile = "env"
+settings.load_profile(_profile)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

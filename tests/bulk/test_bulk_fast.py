@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 import orjson
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -42,7 +42,6 @@ def wire_item(draw: st.DrawFn) -> Any:
     return MappingProxyType(data) if kind == "mapping" else data
 
 
-@settings(max_examples=500, deadline=None)
 @given(wire=st.lists(wire_item(), max_size=12))
 def test_missing_event_ids_agrees_with_the_per_item_rule(wire: list[Any]) -> None:
     expected = [i for i, w in enumerate(wire) if not _event_id(w)]
@@ -97,7 +96,6 @@ def ingest_input(draw: st.DrawFn) -> list[tuple[Any, str]]:
     return [draw(input_item(i)) for i in range(n)]
 
 
-@settings(max_examples=150, deadline=None)
 @given(
     case=ingest_input(),
     batch_size=st.integers(1, 9),
@@ -154,7 +152,6 @@ def test_every_item_lands_at_its_own_position(
     assert report.raw == []
 
 
-@settings(max_examples=300, deadline=None)
 @given(case=ingest_input(), offset=st.integers(0, 1000), events=st.booleans())
 def test_a_built_batch_keeps_items_wire_and_positions_aligned(
     case: list[tuple[Any, str]], offset: int, events: bool

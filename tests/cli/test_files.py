@@ -9,7 +9,7 @@ import string
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from instasent_async._files import (
@@ -270,7 +270,6 @@ _names = st.text(string.ascii_letters + "_", min_size=1, max_size=8).map(str.str
 _cells = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r"))
 
 
-@settings(max_examples=60, deadline=None)
 @given(rows=st.lists(st.dictionaries(_names, _cells, min_size=1, max_size=5), max_size=8))
 def test_csv_round_trip(
     tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, str]]
@@ -290,7 +289,6 @@ def test_csv_round_trip(
     assert list(read_csv(path)) == [item for item in expected if item]
 
 
-@settings(max_examples=60, deadline=None)
 @given(
     items=st.lists(
         st.dictionaries(

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from instasent_async._batch import (
@@ -160,7 +160,6 @@ def accepted_batch(draw: st.DrawFn) -> tuple[int, Any, list[Any]]:
     return status, body, items
 
 
-@settings(max_examples=1500, deadline=None)
 @given(batch=documented_batch(), offset=st.integers(0, 10_000))
 def test_fast_path_agrees_with_the_general_path_on_per_item_answers(
     batch: tuple[int, Any, list[Any]], offset: int
@@ -173,7 +172,6 @@ def test_fast_path_agrees_with_the_general_path_on_per_item_answers(
         assert general == BatchOutcome(accepted=len(items))
 
 
-@settings(max_examples=600, deadline=None)
 @given(batch=accepted_batch(), offset=st.integers(0, 10_000))
 def test_fast_path_agrees_with_the_general_path_on_the_accepted_shape(
     batch: tuple[int, Any, list[Any]], offset: int
@@ -182,7 +180,6 @@ def test_fast_path_agrees_with_the_general_path_on_the_accepted_shape(
     same(parse_batch(status, body, items, offset), _parse_general(status, body, items, offset))
 
 
-@settings(max_examples=300, deadline=None)
 @given(
     n=st.integers(0, 100),
     bad=st.sets(st.integers(0, 99)),
@@ -289,7 +286,6 @@ _error_values = st.recursive(
 )
 
 
-@settings(max_examples=1500, deadline=None)
 @given(value=_error_values)
 def test_normalize_errors_reads_any_value_as_the_reference_does(value: Any) -> None:
     expected: dict[str, list[str]] = {}

@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 import cattrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from instasent_async._convert import (
@@ -535,7 +535,6 @@ def _wire_keys(cls: type) -> list[str]:
 
 
 @pytest.mark.parametrize("cls", WIRE_MODELS, ids=[c.__name__ for c in WIRE_MODELS])
-@settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_any_dict_round_trips(cls: type, data: st.DataObject) -> None:
     keys = st.sampled_from(_wire_keys(cls)) | st.text(max_size=6)
@@ -548,7 +547,6 @@ def test_any_dict_round_trips(cls: type, data: st.DataObject) -> None:
 
 
 @pytest.mark.parametrize("cls", WIRE_MODELS, ids=[c.__name__ for c in WIRE_MODELS])
-@settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_fast_path_builds_what_the_general_hook_builds(cls: type, data: st.DataObject) -> None:
     keys = st.sampled_from(_wire_keys(cls)) | st.text(max_size=6)

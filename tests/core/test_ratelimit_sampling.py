@@ -10,7 +10,7 @@ from __future__ import annotations
 import email.utils
 from collections.abc import Iterator, Mapping
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -187,7 +187,6 @@ step = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
 @given(
     st.lists(step, min_size=5, max_size=120),
     st.sampled_from(["spread", "burst"]),
