@@ -285,8 +285,12 @@ def test_csv_round_trip(
     path = tmp_path_factory.mktemp("csv") / "r.csv"
     path.write_text(buffer.getvalue(), encoding="utf-8", newline="")
     expected = [{k: row[k] for k in header if row.get(k)} for row in rows]
-    # A row whose cells are all empty is written as a blank line, which is skipped.
-    assert list(read_csv(path)) == [item for item in expected if item]
+    # A row whose cells are all empty is written as a blank line, which is skipped; so is
+    # a one-column row of spaces, which the reader cannot tell from a blank line.
+    blank = [len(header) == 1 and not row.get(header[0], "").strip() for row in rows]
+    assert list(read_csv(path)) == [
+        item for item, skipped in zip(expected, blank, strict=True) if item and not skipped
+    ]
 
 
 @given(
