@@ -23,12 +23,11 @@ from instasent_async import (
     Instasent,
     NotFoundError,
     RedirectError,
-    RetryPolicy,
     ServerError,
 )
 from instasent_async.models import SmsMessage
 
-TOKEN = "tok-hostile-0123456789"
+TOKEN = "tok-scripted-0123456789"  # the scripted_client fixture's token too
 Call = Callable[[Instasent], Awaitable[Any]]
 
 
@@ -43,18 +42,6 @@ def answering(
         )
 
     return handler
-
-
-@pytest.fixture
-async def client(scripted: Any) -> AsyncIterator[Instasent]:
-    async with Instasent(
-        TOKEN,
-        project="proj_demo",
-        base_url=scripted.url,
-        rate_limit=None,
-        retry=RetryPolicy(max_attempts=2, backoff_base=0, backoff_max=0),
-    ) as c:
-        yield c
 
 
 async def _list_segments(c: Instasent) -> Any:
@@ -74,14 +61,14 @@ CALLS: dict[str, Call] = {
 @pytest.mark.parametrize("name", list(CALLS))
 @pytest.mark.parametrize("status", [301, 302, 307])
 async def test_a_redirect_is_an_error_never_followed_never_a_result(
-    scripted: Any, client: Instasent, name: str, status: int
+    scripted: Any, scripted_client: Instasent, name: str, status: int
 ) -> None:
     async def to_itself(request: web.Request) -> web.StreamResponse:
         return web.Response(status=status, headers={"Location": str(request.url)})
 
     scripted.handler = to_itself
     with pytest.raises(RedirectError) as info:
-        await CALLS[name](client)
+        await CALLS[name](scripted_client)
     assert info.value.status == status
     location = info.value.location
     assert location is not None and location.endswith(scripted.requests[0].raw_path)
@@ -90,11 +77,11 @@ async def test_a_redirect_is_an_error_never_followed_never_a_result(
 
 @pytest.mark.parametrize("status", [203, 206, 299])
 async def test_a_2xx_that_is_not_a_success_of_the_read_is_an_error(
-    scripted: Any, client: Instasent, status: int
+    scripted: Any, scripted_client: Instasent, status: int
 ) -> None:
     scripted.handler = answering(status, b'{"entity": {"id": "1"}}')
     with pytest.raises(APIStatusError) as info:
-        await client.sms.get("1")
+        await scripted_client.sms.get("1")
     assert info.value.status == status
 
 
@@ -113,7 +100,7 @@ WRONG_ENTITIES = [
 @pytest.mark.parametrize("body", WRONG_ENTITIES)
 @pytest.mark.parametrize("call", ["project", "audience", "campaign", "datasource"])
 async def test_a_get_answered_with_the_wrong_shape_raises_a_validation_error(
-    scripted: Any, client: Instasent, body: bytes, call: str
+    scripted: Any, scripted_client: Instasent, body: bytes, call: str
 ) -> None:
     scripted.handler = answering(200, body)
     gets: dict[str, Call] = {
@@ -123,7 +110,7 @@ async def test_a_get_answered_with_the_wrong_shape_raises_a_validation_error(
         "datasource": lambda c: c.datasource("ds_1").contacts.get("U1"),
     }
     with pytest.raises(APIResponseValidationError) as info:
-        await gets[call](client)
+        await gets[call](scripted_client)
     err = info.value
     assert err.status == 200 and err.method == "GET"
     assert "/v1" + err.path == scripted.requests[0].raw_path
@@ -162,26 +149,28 @@ COLLECTIONS: dict[str, Call] = {
 @pytest.mark.parametrize("body", WRONG_COLLECTIONS)
 @pytest.mark.parametrize("name", list(COLLECTIONS))
 async def test_a_list_answered_with_the_wrong_shape_raises_instead_of_returning_nothing(
-    scripted: Any, client: Instasent, body: bytes, name: str
+    scripted: Any, scripted_client: Instasent, body: bytes, name: str
 ) -> None:
     scripted.handler = answering(200, body)
     with pytest.raises(APIResponseValidationError):
-        await COLLECTIONS[name](client)
+        await COLLECTIONS[name](scripted_client)
 
 
-async def test_an_empty_list_is_still_an_empty_list(scripted: Any, client: Instasent) -> None:
+async def test_an_empty_list_is_still_an_empty_list(
+    scripted: Any, scripted_client: Instasent
+) -> None:
     scripted.handler = answering(200, b'{"entities": []}')
-    assert await client.audience.search_by_email("a@example.com") == []
-    assert await client.segments.list() == []
+    assert await scripted_client.audience.search_by_email("a@example.com") == []
+    assert await scripted_client.segments.list() == []
 
 
 @pytest.mark.parametrize("status", [200, 201])
 @pytest.mark.parametrize("body", [b"<html>sent</html>", b'{"entity": null}', b"42", b'{"ent'])
 async def test_a_direct_sms_answered_with_success_was_sent_even_if_the_body_is_unreadable(
-    scripted: Any, client: Instasent, status: int, body: bytes
+    scripted: Any, scripted_client: Instasent, status: int, body: bytes
 ) -> None:
     scripted.handler = answering(status, body)
-    message = await client.sms.send_direct("+34600000000", "hi")
+    message = await scripted_client.sms.send_direct("+34600000000", "hi")
     assert isinstance(message, SmsMessage)
     assert message.id is None
     assert message.extra == {"raw_body": body.decode()}
@@ -189,10 +178,10 @@ async def test_a_direct_sms_answered_with_success_was_sent_even_if_the_body_is_u
 
 
 async def test_a_direct_sms_answered_with_no_body_returns_none(
-    scripted: Any, client: Instasent
+    scripted: Any, scripted_client: Instasent
 ) -> None:
     scripted.handler = answering(204)
-    assert await client.sms.send_direct("+34600000000", "hi") is None
+    assert await scripted_client.sms.send_direct("+34600000000", "hi") is None
 
 
 @pytest.fixture
@@ -218,7 +207,7 @@ async def test_a_borrowed_sessions_raise_for_status_changes_no_error(
 
 
 async def test_a_status_error_carries_headers_request_id_attempts_and_elapsed(
-    scripted: Any, client: Instasent
+    scripted: Any, scripted_client: Instasent
 ) -> None:
     scripted.handler = answering(
         503,
@@ -226,7 +215,7 @@ async def test_a_status_error_carries_headers_request_id_attempts_and_elapsed(
         headers={"x-request-id": "req-42", "X-Echo": f"Bearer {TOKEN}"},
     )
     with pytest.raises(ServerError) as info:
-        await client.project.get()
+        await scripted_client.project.get()
     err = info.value
     assert (err.status, err.request_id, err.attempts) == (503, "req-42", 2)
     assert err.elapsed > 0
@@ -238,21 +227,23 @@ async def test_a_status_error_carries_headers_request_id_attempts_and_elapsed(
 
 
 async def test_a_status_error_repr_hides_credential_headers(
-    scripted: Any, client: Instasent
+    scripted: Any, scripted_client: Instasent
 ) -> None:
     scripted.handler = answering(
         404, b"{}", headers={"Set-Cookie": "session=abc", "Request-Id": "r-1"}
     )
     with pytest.raises(NotFoundError) as info:
-        await client.project.get()
+        await scripted_client.project.get()
     assert info.value.request_id == "r-1"
     assert "session=abc" not in repr(info.value)
 
 
-async def test_json_bodies_of_other_errors_stay_readable(scripted: Any, client: Instasent) -> None:
+async def test_json_bodies_of_other_errors_stay_readable(
+    scripted: Any, scripted_client: Instasent
+) -> None:
     scripted.handler = answering(422, orjson.dumps({"message": "invalid", "errors": ["x"]}))
     with pytest.raises(APIStatusError) as info:
-        await client.project.get()
+        await scripted_client.project.get()
     assert info.value.body == {"message": "invalid", "errors": ["x"]}
 
 

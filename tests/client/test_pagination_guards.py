@@ -9,22 +9,10 @@ import orjson
 import pytest
 from aiohttp import web
 
-from instasent_async import Instasent, PaginationError, RetryPolicy
+from instasent_async import Instasent, PaginationError
 from instasent_async._pagination import ScrollIterator
 
 TOKEN = "tok-pages-0123456789"
-
-
-@pytest.fixture
-async def client(scripted: Any) -> AsyncIterator[Instasent]:
-    async with Instasent(
-        TOKEN,
-        project="proj_demo",
-        base_url=scripted.url,
-        rate_limit=None,
-        retry=RetryPolicy.none(),
-    ) as c:
-        yield c
 
 
 async def drain(items: AsyncIterator[Any]) -> None:
@@ -37,7 +25,7 @@ def contact(n: int) -> dict[str, Any]:
 
 
 async def test_a_scroll_whose_cursor_comes_round_again_stops_naming_it(
-    scripted: Any, client: Instasent
+    scripted: Any, scripted_client: Instasent
 ) -> None:
     following = {None: "A", "A": "B", "B": "A"}
 
@@ -51,7 +39,7 @@ async def test_a_scroll_whose_cursor_comes_round_again_stops_naming_it(
     seen: list[str | None] = []
 
     async def read_all() -> None:
-        async for item in client.audience.scroll():
+        async for item in scripted_client.audience.scroll():
             seen.append(item.id)
 
     with pytest.raises(PaginationError) as info:
@@ -62,7 +50,7 @@ async def test_a_scroll_whose_cursor_comes_round_again_stops_naming_it(
 
 
 async def test_a_scroll_that_repeats_its_page_under_new_cursors_stops(
-    scripted: Any, client: Instasent
+    scripted: Any, scripted_client: Instasent
 ) -> None:
     async def same_page(request: web.Request) -> web.Response:
         n = len(scripted.requests)
@@ -71,13 +59,13 @@ async def test_a_scroll_that_repeats_its_page_under_new_cursors_stops(
 
     scripted.handler = same_page
     with pytest.raises(PaginationError) as info:
-        await drain(client.audience.scroll(page_size=2))
+        await drain(scripted_client.audience.scroll(page_size=2))
     assert info.value.cursor == "c1"  # the cursor that fetched the repeated page
     assert len(scripted.requests) == 2
 
 
 async def test_a_list_that_ignores_start_ends_after_one_page(
-    scripted: Any, client: Instasent
+    scripted: Any, scripted_client: Instasent
 ) -> None:
     page = [{"uid": f"seg_{n}", "name": f"S{n}"} for n in range(3)]
 
@@ -86,7 +74,7 @@ async def test_a_list_that_ignores_start_ends_after_one_page(
         return web.json_response({"entities": page})
 
     scripted.handler = ignoring_start
-    names = [segment.name async for segment in client.segments.list(limit=3)]
+    names = [segment.name async for segment in scripted_client.segments.list(limit=3)]
     assert names == ["S0", "S1", "S2"]
     assert len(scripted.requests) == 2
 
