@@ -19,7 +19,7 @@ from ._http.options import (
     DEFAULT_USER_AGENT,
     check_base_url,
     check_max_response_bytes,
-    make_timeout,
+    make_timeouts,
 )
 from ._http.pool import Pool
 from ._http.transport import Transport
@@ -124,7 +124,7 @@ class Instasent:
         self._root = True
         self._options: dict[str, Any] = {
             "base_url": check_base_url(base_url, allow_insecure),
-            "timeout": make_timeout(timeout, attempt_timeout),
+            "timeouts": make_timeouts(timeout, attempt_timeout),
             "retry": retry if retry is not None else RetryPolicy(),
             "max_response_bytes": check_max_response_bytes(max_response_bytes),
         }
@@ -136,7 +136,7 @@ class Instasent:
             trust_env=trust_env,
             # The root client's own headers and timeout are the session's defaults.
             headers=auth.static.get_headers if auth.static is not None else None,
-            timeout=self._options["timeout"],
+            timeout=self._options["timeouts"].client,
         )
         transport = Transport(
             pool=pool,
@@ -209,15 +209,18 @@ class Instasent:
         For multi-tenant backends: one pool, many tokens or projects. Options not
         given are inherited. The sibling does not own the pool: close the root.
 
-        ``attempt_timeout`` given alone keeps the inherited per-read ``timeout``.
+        A new ``timeout`` brings a deadline derived from it, unless ``attempt_timeout``
+        is given here or was given to the root client.
 
         Raises:
             ConfigurationError: an empty project, an invalid token or a bad timeout.
         """
         options = dict(self._options)
         if timeout is not _UNSET or attempt_timeout is not None:
-            options["timeout"] = make_timeout(
-                options["timeout"] if timeout is _UNSET else timeout, attempt_timeout
+            inherited = options["timeouts"]
+            options["timeouts"] = make_timeouts(
+                inherited.timeout if timeout is _UNSET else timeout,
+                attempt_timeout if attempt_timeout is not None else inherited.attempt_timeout,
             )
         if retry is not None:
             options["retry"] = retry

@@ -7,6 +7,7 @@ import platform
 from typing import Final
 
 import aiohttp
+import attrs
 from yarl import URL
 
 from .._errors import ConfigurationError
@@ -16,10 +17,11 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_USER_AGENT",
+    "Timeouts",
     "check_base_url",
     "check_max_response_bytes",
     "is_loopback",
-    "make_timeout",
+    "make_timeouts",
 ]
 
 DEFAULT_BASE_URL: Final = "https://api.instasent.com/v1"
@@ -78,39 +80,44 @@ def _seconds(value: float, what: str) -> float:
     return float(value)
 
 
-def make_timeout(
+@attrs.frozen(slots=True)
+class Timeouts:
+    """A client's timeouts: aiohttp's ``client`` timeout and the attempt deadline.
+
+    ``timeout`` and ``attempt_timeout`` are the values asked for (``None`` for an
+    attempt deadline derived from ``timeout``), so a sibling can derive its own.
+    """
+
+    client: aiohttp.ClientTimeout
+    attempt: float | None
+    timeout: float | aiohttp.ClientTimeout | None
+    attempt_timeout: float | None
+
+
+def make_timeouts(
     timeout: float | aiohttp.ClientTimeout | None, attempt_timeout: float | None = None
-) -> aiohttp.ClientTimeout:
-    """The ClientTimeout of one attempt.
+) -> Timeouts:
+    """The timeouts of one attempt.
 
     ``timeout`` (seconds) bounds connecting (at most 10 s) and every wait for the
     next bytes of the answer; ``attempt_timeout`` bounds the whole attempt from
-    sending to the last byte of the body (default: twice ``timeout``; no bound
-    when both are ``None``). An ``aiohttp.ClientTimeout`` is used as given, its
-    ``total`` replaced by ``attempt_timeout`` when that is set.
+    sending to the last byte of the body (default: twice ``timeout``; none when
+    ``timeout`` is ``None`` or an ``aiohttp.ClientTimeout``, which is used as given).
 
     Raises:
         ConfigurationError: a value that is not a positive number.
     """
-    total = _seconds(attempt_timeout, "attempt_timeout") if attempt_timeout is not None else None
+    attempt = _seconds(attempt_timeout, "attempt_timeout") if attempt_timeout is not None else None
     if isinstance(timeout, aiohttp.ClientTimeout):
-        if total is None:
-            return timeout
-        return aiohttp.ClientTimeout(
-            total=total,
-            connect=timeout.connect,
-            sock_read=timeout.sock_read,
-            sock_connect=timeout.sock_connect,
-            ceil_threshold=timeout.ceil_threshold,
-        )
-    if timeout is None:
-        return aiohttp.ClientTimeout(total=total)
-    seconds = _seconds(timeout, "timeout")
-    return aiohttp.ClientTimeout(
-        total=total if total is not None else 2 * seconds,
-        sock_connect=min(seconds, 10.0),
-        sock_read=seconds,
-    )
+        client = timeout
+    elif timeout is None:
+        client = aiohttp.ClientTimeout(total=None)
+    else:
+        seconds = _seconds(timeout, "timeout")
+        client = aiohttp.ClientTimeout(sock_connect=min(seconds, 10.0), sock_read=seconds)
+        if attempt is None:
+            attempt = 2 * seconds
+    return Timeouts(client, attempt, timeout, attempt_timeout)
 
 
 def check_max_response_bytes(value: int) -> int:

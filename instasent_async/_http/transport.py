@@ -50,7 +50,8 @@ from .._ratelimit import (
     reset_delay,
 )
 from .auth import JSON_CT, Auth, Credentials
-from .options import DEFAULT_MAX_RESPONSE_BYTES
+from .deadline import Deadlines
+from .options import DEFAULT_MAX_RESPONSE_BYTES, Timeouts
 from .pool import Pool
 
 __all__ = ["RequestStats", "Response", "Transport", "read_body"]
@@ -161,6 +162,13 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+class AttemptTimeout(asyncio.TimeoutError):
+    """The attempt outlived ``attempt_timeout`` (it may have reached the server)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the attempt took longer than attempt_timeout={seconds:g}s")
+
+
 # What a failure to get an answer means (the pure table lives in _core.status).
 _classify_failure = FailureKinds(
     fatal=(aiohttp.ClientConnectorCertificateError, BodyTooLarge),
@@ -178,6 +186,7 @@ class Transport:
         "_auth",
         "_bare",
         "_base",
+        "_deadlines",
         "_emit",
         "_governor",
         "_keys",
@@ -194,7 +203,7 @@ class Transport:
         pool: Pool,
         auth: Auth,
         base_url: str,
-        timeout: aiohttp.ClientTimeout,
+        timeouts: Timeouts,
         retry: RetryPolicy,
         governor: RateLimitGovernor | None,
         semaphore: asyncio.Semaphore | None = None,
@@ -211,9 +220,10 @@ class Transport:
         # Options the session does not already apply by default; a borrowed
         # session's raise_for_status must never replace the SDK's error mapping.
         options: dict[str, Any] = {"allow_redirects": False, "raise_for_status": False}
-        if timeout != pool.default_timeout:
-            options["timeout"] = timeout
+        if timeouts.client != pool.default_timeout:
+            options["timeout"] = timeouts.client
         self._options = options
+        self._deadlines = Deadlines(timeouts.attempt) if timeouts.attempt is not None else None
         # The session sends the static token's headers by default: leave them out.
         static = auth.static
         self._bare = static is not None and static.get_headers == pool.default_headers
@@ -317,7 +327,7 @@ class Transport:
         safe: bool,
         stats: RequestStats | None,
     ) -> Response | BaseException:
-        """One attempt: a slot, then a permit, send once, give both back.
+        """One attempt: a slot, then a permit, send once under the deadline, give both back.
 
         Returns the answer (any status) or the exception that kept it from coming.
         """
@@ -333,11 +343,19 @@ class Transport:
             if stats is not None:
                 stats.requests += 1
             answer: Response | BaseException | None = None
+            deadlines = self._deadlines
+            watched = deadlines.enter() if deadlines is not None else None
             try:
                 answer = await self._send_once(op, url, path, creds, body, safe)
             except _classify_failure.classes as exc:
                 answer = exc
+            except asyncio.CancelledError:
+                if deadlines is None or not deadlines.expired(watched):
+                    raise
+                answer = AttemptTimeout(deadlines.seconds)
             finally:
+                if deadlines is not None:
+                    deadlines.leave(watched)
                 if permit is not None:
                     assert governor is not None
                     got = answer if isinstance(answer, Response) else _NO_ANSWER
@@ -526,7 +544,8 @@ def _connection_error(
             path=path,
         )
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return APITimeoutError(f"request timed out ({method} {path})", method=method, path=path)
+        what = str(exc) if isinstance(exc, AttemptTimeout) else "request timed out"
+        return APITimeoutError(f"{what} ({method} {path})", method=method, path=path)
     return APIConnectionError(
         f"connection error: {_describe(exc)} ({method} {path})", method=method, path=path
     )

@@ -11,7 +11,7 @@ from instasent_async._http.options import (
     check_base_url,
     check_max_response_bytes,
     is_loopback,
-    make_timeout,
+    make_timeouts,
 )
 
 
@@ -74,24 +74,26 @@ def test_plain_http_to_a_dot_localhost_name_is_refused() -> None:
 
 
 def test_the_attempt_deadline_defaults_to_twice_the_read_timeout() -> None:
-    timeout = make_timeout(5.0)
-    assert (timeout.total, timeout.sock_read, timeout.sock_connect) == (10.0, 5.0, 5.0)
-    assert make_timeout(30.0, 45.0).total == 45.0
-    assert make_timeout(None).total is None
-    assert make_timeout(None, 3.0).total == 3.0
+    timeouts = make_timeouts(5.0)
+    client = timeouts.client
+    assert (client.total, client.sock_read, client.sock_connect) == (None, 5.0, 5.0)
+    assert timeouts.attempt == 10.0
+    assert make_timeouts(30.0, 45.0).attempt == 45.0
+    assert make_timeouts(None).attempt is None
+    assert make_timeouts(None, 3.0).attempt == 3.0
 
 
-def test_an_aiohttp_timeout_keeps_its_fields_and_takes_the_attempt_deadline() -> None:
+def test_an_aiohttp_timeout_is_used_as_given_beside_the_attempt_deadline() -> None:
     given = aiohttp.ClientTimeout(sock_read=4.0, connect=2.0)
-    assert make_timeout(given) is given
-    merged = make_timeout(given, 9.0)
-    assert (merged.total, merged.sock_read, merged.connect) == (9.0, 4.0, 2.0)
+    assert make_timeouts(given).client is given
+    assert make_timeouts(given).attempt is None
+    assert make_timeouts(given, 9.0).attempt == 9.0
 
 
 @pytest.mark.parametrize("value", [0, -1, float("nan"), "5", True])
 def test_bad_timeouts_are_named(value: object) -> None:
     with pytest.raises(ConfigurationError, match="attempt_timeout"):
-        make_timeout(1.0, value)  # type: ignore[arg-type]
+        make_timeouts(1.0, value)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("value", [0, 1023, -5, 2.5, True, "1MB"])
