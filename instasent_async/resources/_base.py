@@ -120,6 +120,11 @@ def entity_reader(cls: type[T]) -> Callable[[Response], T]:
             payload = response.json()  # an empty body is None; anything else raises
         if type(payload) is dict and "entity" in payload:
             payload = payload["entity"]
+        if type(payload) is dict:
+            try:
+                return hook(payload)
+            except _STRUCTURE_ERRORS:
+                pass  # structure_or_raise says why
         return structure_or_raise(hook, payload, cls, response)
 
     read.__qualname__ = f"read_{cls.__qualname__}"
