@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
+
+_current_task = asyncio.current_task
+_monotonic = time.monotonic
 
 __all__ = ["Deadlines"]
 
@@ -34,20 +38,20 @@ class Deadlines:
 
     def enter(self) -> asyncio.Task[object] | None:
         """Start the deadline of the current task's attempt; pass the result to ``leave``."""
-        task = asyncio.current_task()
-        if task is None:
-            return None
-        loop = task.get_loop()
-        self._running[task] = loop.time() + self.seconds
-        if self._handle is None:
-            self._handle = loop.call_later(self._period, self._check, loop)
+        task = _current_task()
+        if task is not None:
+            self._running[task] = _monotonic() + self.seconds
+            if self._handle is None:
+                loop = task.get_loop()
+                self._handle = loop.call_later(self._period, self._check, loop)
         return task
 
     def leave(self, task: asyncio.Task[object] | None) -> None:
         """End the deadline of an attempt (whatever its outcome)."""
         if task is not None:
             self._running.pop(task, None)
-            self._expired.discard(task)
+            if self._expired:
+                self._expired.discard(task)
 
     def expired(self, task: asyncio.Task[object] | None) -> bool:
         """Whether the deadline cancelled ``task``, and no one else did too.
@@ -62,7 +66,7 @@ class Deadlines:
         return sys.version_info < (3, 11) or task.uncancel() == 0
 
     def _check(self, loop: asyncio.AbstractEventLoop) -> None:
-        now = loop.time()
+        now = _monotonic()
         for task, deadline in list(self._running.items()):
             if deadline <= now:
                 del self._running[task]

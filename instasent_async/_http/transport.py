@@ -54,7 +54,7 @@ from .deadline import Deadlines
 from .options import DEFAULT_MAX_RESPONSE_BYTES, Timeouts
 from .pool import Pool
 
-__all__ = ["RequestStats", "Response", "Transport", "fits_one_read", "read_body"]
+__all__ = ["RequestStats", "Response", "Transport", "read_body"]
 
 log = logging.getLogger("instasent_async.transport")
 
@@ -133,24 +133,12 @@ class BodyTooLarge(Exception):
         self.prefix = prefix
 
 
-def fits_one_read(headers: Mapping[str, str], limit: int) -> bool:
-    """Whether ``resp.read()`` may read the body at once: uncompressed, of a known
-    ``Content-Length`` within ``limit`` (aiohttp then stops at that length)."""
-    length = headers.get("Content-Length")
-    return (
-        length is not None
-        and "Content-Encoding" not in headers
-        and length.isdigit()
-        and int(length) <= limit
-    )
-
-
 async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     """The whole body, counting decompressed bytes; past ``limit``: ``BodyTooLarge``.
 
-    Read chunk by chunk, so a huge, endless or highly compressed body stops at the
-    limit (aiohttp inflates a compressed body a bounded piece at a time, as it is
-    read). ``fits_one_read`` says when one ``resp.read()`` gives the same bytes.
+    Read chunk by chunk (what ``resp.read()`` does too, without a bound), so a
+    huge, endless or highly compressed body stops at the limit: aiohttp inflates a
+    compressed body a bounded piece at a time, as it is read.
     """
     chunks: list[bytes] = []
     size = 0
@@ -399,12 +387,8 @@ class Transport:
             if not session.closed:
                 raise
             raise ConfigurationError("the aiohttp session passed as session= is closed") from None
-        limit = self._max_bytes
         try:
-            if fits_one_read(resp.headers, limit):
-                raw = await resp.read()
-            else:
-                raw = await read_body(resp, limit)
+            raw = await read_body(resp, self._max_bytes)
         except BodyTooLarge as exc:
             resp.close()
             if safe or resp.status not in SUCCESSES[op.name]:
