@@ -206,6 +206,17 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     )
 
 
+class _StubContent:
+    """The body stream of one answer: the whole body, then the end."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def readany(self) -> bytes:
+        body, self._body = self._body, b""
+        return body
+
+
 class _StubResponse:
     status = 200
 
@@ -213,8 +224,15 @@ class _StubResponse:
         self.headers = headers
         self._body = body
 
+    @property
+    def content(self) -> _StubContent:
+        return _StubContent(self._body)
+
     async def read(self) -> bytes:
         return self._body
+
+    def release(self) -> None:
+        return None
 
     def close(self) -> None:
         return None

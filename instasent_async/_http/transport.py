@@ -148,8 +148,7 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
         chunks.append(chunk)
         if size > limit:
             raise BodyTooLarge(limit, b"".join(chunks)[:limit])
-    resp.release()
-    return b"".join(chunks)
+    return b"".join(chunks)  # at the end of the body aiohttp released the connection
 
 
 class AttemptTimeout(asyncio.TimeoutError):
