@@ -279,3 +279,26 @@ async def test_without_trust_env_the_environments_proxy_is_ignored(
         with pytest.raises(APIConnectionError):
             await client.project.get()
     assert scripted.requests == []
+
+
+async def test_every_kind_of_body_gives_its_connection_back(scripted: Any) -> None:
+    kinds = ["empty", "chunked", "sized"]
+
+    async def varied(request: web.Request) -> web.StreamResponse:
+        kind = kinds[len(scripted.requests) % 3]
+        if kind == "empty":
+            return web.Response(status=204)
+        if kind == "sized":
+            return web.Response(status=202, body=b"{}", content_type="application/json")
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(b"{}")
+        await response.write_eof()
+        return response
+
+    scripted.handler = varied
+    async with client_for(scripted.url, max_connections=1) as client:
+        # One connection: a body that kept it would make the next call wait forever.
+        calls = [client.audience.sms_subscribe("aud-1") for _ in range(9)]
+        await asyncio.wait_for(asyncio.gather(*calls), 30)
+    assert len(scripted.requests) == 9
