@@ -25,18 +25,15 @@ from typing import Any, TypeVar
 import pytest
 
 from instasent_async import IngestReport, RejectedItem
-from instasent_async.cli import (
+from instasent_async.cli.codes import (
     EXIT_API,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_REJECTED,
     EXIT_USAGE,
-    PlainProgress,
-    Progress,
-    TqdmProgress,
-    main,
-    make_progress,
 )
+from instasent_async.cli.main import main
+from instasent_async.cli.output import PlainProgress, Progress, TqdmProgress, make_progress
 from instasent_async.testing import FakeInstasent
 
 T = TypeVar("T")
@@ -602,12 +599,12 @@ def test_plain_progress_prints_at_first_then_every_interval_and_at_close() -> No
     progress.close()
     progress.close()
     assert stream.getvalue().splitlines() == [
-        "events: 100/1000 items (10%), 100 items/s, 100 accepted, 0 rejected, 0 failed, "
-        "0 rate-limit waits",
-        "events: 400/1000 items (40%), 114 items/s, 399 accepted, 1 rejected, 0 failed, "
-        "3 rate-limit waits",
-        "events: 500/1000 items (50%), 125 items/s, 499 accepted, 1 rejected, 0 failed, "
-        "3 rate-limit waits",
+        "events: 100/1000 items (10%), 100 items/s, 100 accepted, 0 rejected, 0 failed; "
+        "requests: 0 paced, 0 answered 429",
+        "events: 400/1000 items (40%), 114 items/s, 399 accepted, 1 rejected, 0 failed; "
+        "requests: 3 paced, 0 answered 429",
+        "events: 500/1000 items (50%), 125 items/s, 499 accepted, 1 rejected, 0 failed; "
+        "requests: 3 paced, 0 answered 429",
     ]
 
 
@@ -618,7 +615,7 @@ def test_tqdm_progress_shows_counts() -> None:
     progress.close()
     text = stream.getvalue()
     assert "contacts" in text and "4/10" in text
-    assert "ok=3 rejected=1 failed=0 waits=2" in text
+    assert "ok=3 rejected=1 failed=0 paced=2 429=0" in text
 
 
 def test_make_progress_picks_the_display() -> None:
