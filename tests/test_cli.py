@@ -8,11 +8,13 @@ Ctrl-C and ``serve-fake`` run the CLI in a subprocess with bounded timeouts.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import json
 import os
 import queue
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -25,6 +27,7 @@ from typing import Any, TypeVar
 import pytest
 
 from instasent_async import IngestReport, RejectedItem
+from instasent_async.cli.access import resolve_access
 from instasent_async.cli.codes import (
     EXIT_API,
     EXIT_INTERRUPTED,
@@ -32,7 +35,7 @@ from instasent_async.cli.codes import (
     EXIT_REJECTED,
     EXIT_USAGE,
 )
-from instasent_async.cli.main import main
+from instasent_async.cli.main import build_parser, main
 from instasent_async.cli.output import PlainProgress, Progress, TqdmProgress, make_progress
 from instasent_async.testing import FakeInstasent
 
@@ -262,7 +265,21 @@ def test_whoami_rejected_token_exits_3(
     result = run(capsys, "whoami", "--token", secret, "--base-url", server.url)
     assert result.code == EXIT_API
     assert "token rejected (401)" in result.err
+    # The next step: which token and which project to check.
+    assert "check the token (--token or INSTASENT_TOKEN)" in result.err
+    assert "--project" in result.err
     assert secret not in result.text
+
+
+@pytest.mark.parametrize("project", [[], ["--project", "proj_demo"]])
+def test_whoami_with_a_base_url_without_v1_says_so(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], project: list[str]
+) -> None:
+    root = server.url.removesuffix("/v1")
+    result = run(capsys, "whoami", "--token", PRODUCT_TOKEN, "--base-url", root, *project)
+    assert result.code == EXIT_API
+    assert f"the base URL {root} does not end in /v1: try --base-url {root}/v1" in result.err
+    assert "datasource token" not in result.err and "do not exist" not in result.err
 
 
 def test_missing_token_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -283,6 +300,19 @@ def test_insecure_base_url_is_a_configuration_error(capsys: pytest.CaptureFixtur
     result = run(capsys, "whoami", "--token", PRODUCT_TOKEN, "--base-url", "http://example.com/v1")
     assert result.code == EXIT_USAGE
     assert "configuration error" in result.err and "http://" in result.err
+    # The way out is named as the flag this command line has, not a Python argument.
+    assert "--allow-insecure" in result.err
+    assert "allow_insecure" not in result.err
+
+
+def test_allow_insecure_flag_reaches_the_client() -> None:
+    args = build_parser().parse_args(
+        ["whoami", "--token", "t", "--base-url", "http://example.com/v1", "--allow-insecure"]
+    )
+    access = resolve_access(args)
+    assert access.allow_insecure
+    client = access.client()  # would raise ConfigurationError without the flag
+    assert "example.com" in repr(client)
 
 
 def test_unreachable_server_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
@@ -411,6 +441,7 @@ BAD_FILES = [
     ("c.csv", "_user_id,,plan\nu1,x,pro\n", 1, "column 2 of the header row has no name"),
     ("c.csv", "_user_id,plan,plan\nu1,a,b\n", 1, "duplicate column 'plan'"),
     ("c.csv", "_user_id,plan\nu1,pro\nu2,pro,extra\n", 3, "3 cells but the header row has 2"),
+    ("c.csv", "_user_id,plan,city\nu1,pro,Vigo\nu2,pro\n", 3, "2 cells but the header row has 3"),
     ("c.csv", '_user_id,_client_tags\nu1,"[""vip"""\n', 2, "column '_client_tags': invalid JSON"),
     ("c.csv", b"_user_id,plan\nu1,pro\nu2,\xe9\n", 3, "not valid UTF-8"),
     ("c.csv", '_user_id,plan\nu1,"pro\n', 2, "malformed CSV"),
@@ -575,6 +606,255 @@ def test_progress_lines_go_to_stderr(
     assert "items/s" not in result.out
 
 
+def test_rejections_name_the_file_and_line(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    ndjson = tmp_path / "c.ndjson"
+    ndjson.write_text(
+        '{"_user_id": "u1"}\n\n{"_user_id": "u2"}\n{"_user_id": "u3", "_email": "nope"}\n'
+    )
+    result = run(capsys, *ingest(server, "contacts", ndjson))
+    assert result.code == EXIT_REJECTED
+    assert f"  {ndjson}:4: rejected: _email: Invalid format" in result.out
+    assert "#2" not in result.out  # not the 0-based item number
+    csv_path = tmp_path / "c.csv"
+    csv_path.write_text('_user_id,_email,note\nu1,a@example.com,"two\nlines"\nu2,bad,x\n')
+    result = run(capsys, *ingest(server, "contacts", csv_path))
+    assert result.code == EXIT_REJECTED
+    assert f"  {csv_path}:4: rejected: _email: Invalid format" in result.out
+
+
+def test_events_without_event_id_name_the_flag_that_sends_them(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write_ndjson(
+        tmp_path / "e.ndjson",
+        [
+            {"_user_id": "u1", "_event_id": "e1", "_event_type": "page_view"},
+            {"_user_id": "u1", "_event_type": "page_view"},
+        ],
+    )
+    result = run(capsys, *ingest(server, "events", path))
+    assert result.code == EXIT_REJECTED
+    assert f"{path}:2: rejected: _event_id: missing _event_id" in result.out
+    assert "--no-require-event-id" in result.out and "require_event_id=" not in result.out
+    assert len(server.events()) == 1
+    # With the flag the event is sent, and the server has the last word on it.
+    sent = run(capsys, *ingest(server, "events", path, "--no-require-event-id"))
+    assert f"{path}:2: rejected: _event_id: This value should not be blank." in sent.out
+    bodies = server.call(lambda: [r.json for r in server.fake.requests if "/stream/" in r.path])
+    assert [len(body) for body in bodies] == [1, 2]
+
+
+def test_stdin_is_read_with_a_dash(
+    server: ThreadedFake,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = "".join(json.dumps({"_user_id": f"u{i}"}) + "\n" for i in range(150))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data.encode())))
+    result = run(capsys, *ingest(server, "contacts", Path("-")))
+    assert result.code == EXIT_OK, result.text
+    assert report_counts(result.out, "contacts") == (150, 150, 0, 0)
+    assert len(server.contacts()) == 150
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b'{"_user_id": "u1"}\n{bad\n')))
+    broken = run(capsys, *ingest(server, "contacts", Path("-")))
+    assert broken.code == EXIT_USAGE
+    assert "<stdin>:2: invalid JSON" in broken.err
+
+
+def test_gzip_files_are_ingested(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    ndjson = tmp_path / "c.ndjson.gz"
+    ndjson.write_bytes(
+        gzip.compress(
+            "".join(json.dumps({"_user_id": f"n{i}"}) + "\n" for i in range(120)).encode()
+        )
+    )
+    result = run(capsys, *ingest(server, "contacts", ndjson))
+    assert result.code == EXIT_OK, result.text
+    csv_path = tmp_path / "c.csv.gz"
+    csv_path.write_bytes(gzip.compress(b"_user_id,plan\nc1,pro\nc2,free\n"))
+    result = run(capsys, *ingest(server, "contacts", csv_path))
+    assert result.code == EXIT_OK, result.text
+    stored = {c["_user_id"]: c for c in server.contacts()}
+    assert len(stored) == 122 and stored["c1"]["plan"] == "pro"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "extra"),
+    [
+        ("c.ndjson", "", ()),
+        ("c.ndjson", "\n  \n\n", ()),
+        ("c.csv", "_user_id,_email\n", ()),
+        ("c.ndjson", "", ("--no-validate",)),
+    ],
+)
+def test_an_empty_file_warns_and_exits_2(
+    server: ThreadedFake,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    name: str,
+    content: str,
+    extra: tuple[str, ...],
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    result = run(capsys, *ingest(server, "contacts", path, *extra))
+    assert result.code == EXIT_USAGE
+    assert f"error: {path}: no contacts in the" in result.err and "empty" in result.err
+    assert server.ingest_requests() == 0
+
+
+def test_csv_cells_take_the_types_the_attribute_specs_declare(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def declare() -> None:
+        server.fake.add_attribute_spec("proj_demo", "age", data_type="number")
+        server.fake.add_attribute_spec("proj_demo", "score", data_type="decimal")
+        server.fake.add_attribute_spec("proj_demo", "vip", data_type="bool")
+        server.fake.add_attribute_spec("proj_demo", "langs", multivalue=3)
+
+    server.call(declare)
+    path = tmp_path / "c.csv"
+    path.write_text(
+        '_user_id,age,score,vip,langs,plan\nu1,33,4.5,yes,"[""es"", ""en""]",pro\nu2,,,no,fr,007\n'
+    )
+    result = run(capsys, *ingest(server, "contacts", path))
+    assert result.code == EXIT_OK, result.text
+    stored = {c["_user_id"]: c for c in server.contacts()}
+    assert stored["u1"]["age"] == 33 and stored["u1"]["score"] == 4.5
+    assert stored["u1"]["vip"] == "1" and stored["u2"]["vip"] == "0"
+    assert stored["u1"]["langs"] == ["es", "en"] and stored["u2"]["langs"] == ["fr"]
+    assert stored["u2"]["plan"] == "007"  # no spec says otherwise: a string
+    specs_reads = server.call(lambda: server.fake.count("GET", "specs/attributes"))
+    assert specs_reads == 1  # fetched once, not per row
+
+    as_text = run(capsys, *ingest(server, "contacts", path, "--csv-strings"))
+    assert as_text.code == EXIT_OK, as_text.text
+    stored = {c["_user_id"]: c for c in server.contacts()}
+    assert stored["u1"]["age"] == "33" and stored["u1"]["vip"] == "yes"
+
+
+def test_a_csv_cell_that_does_not_fit_its_declared_type_is_a_bad_line(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    server.call(lambda: server.fake.add_attribute_spec("proj_demo", "age", data_type="integer"))
+    path = tmp_path / "c.csv"
+    path.write_text("_user_id,age\nu1,33\nu2,thirty\n")
+    result = run(capsys, *ingest(server, "contacts", path))
+    assert result.code == EXIT_USAGE
+    assert f"{path}:3: column 'age': expected a number, got 'thirty'" in result.err
+    assert "--csv-strings" in result.err
+    assert server.ingest_requests() == 0
+
+
+def test_no_dead_letter_file_is_created_when_nothing_fails(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    dead = tmp_path / "dead.ndjson"
+    path = write_ndjson(tmp_path / "c.ndjson", [{"_user_id": "u1"}])
+    result = run(capsys, *ingest(server, "contacts", path, "--dead-letter", str(dead)))
+    assert result.code == EXIT_OK
+    assert not dead.exists()
+    assert "dead letter" not in result.out
+
+
+def test_skip_sends_only_the_records_after_the_first_n(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lines = [json.dumps({"_user_id": f"u{i}"}) for i in range(250)]
+    lines.insert(10, "")  # blank lines are not records
+    path = tmp_path / "c.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    result = run(capsys, *ingest(server, "contacts", path, "--skip", "100"))
+    assert result.code == EXIT_OK, result.text
+    assert report_counts(result.out, "contacts") == (150, 150, 0, 0)
+    assert sorted(c["_user_id"] for c in server.contacts()) == sorted(
+        f"u{i}" for i in range(100, 250)
+    )
+    everything = run(capsys, *ingest(server, "contacts", path, "--skip", "250"))
+    assert everything.code == EXIT_USAGE
+    assert "--skip 250 skips all 250 records" in everything.err
+
+
+def dead_letter_line(position: int, item: dict[str, Any], **detail: Any) -> str:
+    record = {
+        "position": position,
+        "line": position + 1,
+        "status": None,
+        "errors": None,
+        "reason": None,
+        "item": item,
+        **detail,
+    }
+    return json.dumps(record) + "\n"
+
+
+@pytest.mark.parametrize("how", ["--resend", "detected"])
+def test_a_dead_letter_file_is_resent(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path, how: str
+) -> None:
+    dead = tmp_path / "dead.ndjson"
+    dead.write_text(
+        dead_letter_line(4, {"_user_id": "u4", "_email": "u4@example.com"}, reason="timeout")
+        + dead_letter_line(9, {"_user_id": "u9"}, status=422, errors={"_email": ["bad"]})
+    )
+    extra = ["--resend"] if how == "--resend" else []
+    result = run(capsys, *ingest(server, "contacts", dead, *extra))
+    assert result.code == EXIT_OK, result.text
+    assert report_counts(result.out, "contacts") == (2, 2, 0, 0)
+    stored = {c["_user_id"]: c for c in server.contacts()}
+    assert set(stored) == {"u4", "u9"} and stored["u4"]["_email"] == "u4@example.com"
+
+
+def test_resend_refuses_a_file_that_is_not_a_dead_letter(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write_ndjson(tmp_path / "c.ndjson", [{"_user_id": "u1"}])
+    result = run(capsys, *ingest(server, "contacts", path, "--resend"))
+    assert result.code == EXIT_USAGE
+    assert f"{path}:1: not a dead-letter line" in result.err
+    assert server.ingest_requests() == 0
+
+
+def test_exit_1_prints_the_command_that_resends_the_fixed_dead_letter(
+    server: ThreadedFake,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    items = [{"_user_id": f"u{i}", "_email": f"u{i}@example.com"} for i in range(120)]
+    items[7]["_email"] = "broken"
+    items[110]["_email"] = "broken-too"
+    path = write_ndjson(tmp_path / "c.ndjson", items)
+    dead = tmp_path / "dead.ndjson"
+    result = run(capsys, *ingest(server, "contacts", path, "--dead-letter", str(dead)))
+    assert result.code == EXIT_REJECTED
+    command = result.err.splitlines()[-1].strip()
+    assert command.startswith("instasent-async ingest contacts --resend ")
+    assert "to resend the 2 rejected item(s) once fixed in" in result.err
+    assert PRODUCT_TOKEN not in result.err
+    # Fix the dead letter's items, then run exactly the printed command.
+    fixed = []
+    for line in dead.read_text().splitlines():
+        record = json.loads(line)
+        record["item"]["_email"] = record["item"]["_user_id"] + "@fixed.example.com"
+        fixed.append(json.dumps(record))
+    dead.write_text("\n".join(fixed) + "\n")
+    monkeypatch.setenv("INSTASENT_TOKEN", PRODUCT_TOKEN)
+    argv = shlex.split(command)
+    assert argv[0] == "instasent-async"
+    again = run(capsys, *argv[1:], "--no-progress")
+    assert again.code == EXIT_OK, again.text
+    assert report_counts(again.out, "contacts") == (2, 2, 0, 0)
+    stored = {c["_user_id"]: c for c in server.contacts()}
+    assert stored["u7"]["_email"] == "u7@fixed.example.com"
+    assert stored["u110"]["_email"] == "u110@fixed.example.com"
+    assert not (tmp_path / "dead-2.ndjson").exists()  # nothing failed the second time
+
+
 # --- progress displays --------------------------------------------------------------------
 
 
@@ -704,6 +984,40 @@ def test_serve_fake_prints_a_token_that_works(capsys: pytest.CaptureFixture[str]
     finally:
         proc.proc.send_signal(signal.SIGINT)
         assert proc.finish() == 0
+
+
+def free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(("host", "shown"), [("127.0.0.1", "127.0.0.1"), ("::1", "[::1]")])
+def test_serve_fake_listens_on_the_host_and_port_it_is_given(
+    capsys: pytest.CaptureFixture[str], host: str, shown: str
+) -> None:
+    port = free_port(host)
+    proc = Proc("serve-fake", "--host", host, "--port", str(port))
+    try:
+        url = proc.wait_for("out", r"listening on (\S+)").group(1)
+        assert url == f"http://{shown}:{port}/v1"
+        token = proc.wait_for("out", r"^product token: (\S+)").group(1)
+        proc.wait_for("out", "Ctrl-C")
+        code = main(["whoami", "--token", token, "--base-url", url, "--project", "proj_demo"])
+        assert code == EXIT_OK, capsys.readouterr()
+    finally:
+        proc.proc.send_signal(signal.SIGINT)
+        assert proc.finish() == 0
+
+
+def test_serve_fake_help_names_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(capsys, "serve-fake", "--help")
+    assert result.code == EXIT_OK
+    assert result.out.startswith("usage: instasent-async serve-fake ")
+    assert "python -m" not in result.out
+    # Every option says what it does, --batch-shape included.
+    assert re.search(r"--batch-shape \{documented,activepieces\}\s+the body of 202/422", result.out)
 
 
 def test_ctrl_c_lets_in_flight_batches_finish_and_prints_the_partial_report(

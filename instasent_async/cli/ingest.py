@@ -78,15 +78,14 @@ def register(commands: Any, access: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "file",
         metavar="FILE",
-        nargs="?",
         help="NDJSON, CSV or dead-letter file (.gz accepted); - for stdin",
     )
     parser.add_argument("--datasource", metavar="ID", required=True, help="datasource id")
     parser.add_argument(
         "--resend",
-        metavar="DEAD",
-        help="send again the items of DEAD, the dead-letter file of an earlier run "
-        "(instead of FILE; a FILE in that format is recognised by itself)",
+        action="store_true",
+        help="FILE is the dead-letter file of an earlier run: send its items again (an "
+        "NDJSON FILE in that format is recognised without this flag)",
     )
     parser.add_argument(
         "--skip",
@@ -167,16 +166,13 @@ def run(args: argparse.Namespace) -> int:
     """Run ``ingest``; return the exit code.
 
     Raises:
-        UsageError: no token or project, FILE and ``--resend`` both or neither given, an
-            unusable ``--dead-letter`` path.
+        UsageError: no token or project, or an unusable ``--dead-letter`` path.
     """
     access = resolve_access(args, project_required_for="ingest")
-    if (args.file is None) == (args.resend is None):
-        raise UsageError("ingest needs FILE or --resend DEAD (one of them)")
-    path: str = args.resend if args.resend is not None else args.file
+    path: str = args.file
     try:
         check_readable(path)
-        if args.resend is not None:
+        if args.resend:
             fmt: FileFormat = "dead-letter"
         else:
             fmt = detect_format(path, args.format)
@@ -415,10 +411,10 @@ class _Run:
                 "fix the rejected items (the lines above name them); --dead-letter FILE "
                 "collects them in a file you can fix and resend with --resend FILE"
             )
-        for what, command in commands:
-            warn(f"{what}:\n  {command}")
         if commands and args.token is not None:
             warn("(the token is never printed: set INSTASENT_TOKEN before running these)")
+        for what, command in commands:
+            warn(f"{what}:\n  {command}")
 
     def _command(
         self, *, skip: int = 0, resend: str | None = None, dead_letter: str | None = None
@@ -428,7 +424,7 @@ class _Run:
         words = [PROGRAM, "ingest", self.kind]
         if resend is not None:
             words += ["--resend", resend]
-        elif self.fmt == "dead-letter" and args.resend is not None:
+        elif self.fmt == "dead-letter":
             words += ["--resend", self.path]
         else:
             words.append(self.path)

@@ -272,11 +272,12 @@ def print_report(
         file=file,
     )
     for entry in report.rejected[:shown]:
-        say(f"  {locate(entry.position)}: rejected: {_errors_text(entry.errors)}", file=file)
+        errors = _with_flags(_errors_text(entry.errors))
+        say(f"  {locate(entry.position)}: rejected: {errors}", file=file)
     if rejected > shown > 0:
         say(f"  ... and {rejected - shown} more rejected", file=file)
     for entry in report.failed[:shown]:
-        say(f"  {locate(entry.position)}: failed: {entry.reason}", file=file)
+        say(f"  {locate(entry.position)}: failed: {_with_flags(entry.reason)}", file=file)
     if failed > shown > 0:
         say(f"  ... and {failed - shown} more failed", file=file)
 
