@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
-import math
 import os
 import time
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from ._demo_data import (
     generate_contacts,
     generate_events,
 )
+from .argtypes import count, positive_float, positive_int
 from .codes import EXIT_API, EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED
 from .output import (
     Interrupts,
@@ -58,50 +58,23 @@ def register(commands: Any) -> None:
         "set (with a few invalid items planted on purpose) under a scaled-down rate limit, "
         "scroll a segment, send a direct SMS and say where the code of each step lives.",
     )
-    parser.add_argument("--contacts", type=_count, default=20_000, help="default 20000")
-    parser.add_argument("--events", type=_count, default=100_000, help="default 100000")
+    parser.add_argument("--contacts", type=count, default=20_000, help="default 20000")
+    parser.add_argument("--events", type=count, default=100_000, help="default 100000")
     parser.add_argument("--seed", type=int, default=7, help="data set seed (default 7)")
     parser.add_argument(
         "--rate-limit",
-        type=_positive_int,
+        type=positive_int,
         default=250,
         help="fake server requests per window per bucket (default 250)",
     )
     parser.add_argument(
-        "--window", type=_positive_float, default=1.0, help="rate-limit window, s (default 1)"
+        "--window", type=positive_float, default=1.0, help="rate-limit window, s (default 1)"
     )
     parser.add_argument(
-        "--concurrency", type=_positive_int, default=8, help="batches in flight (default 8)"
+        "--concurrency", type=positive_int, default=8, help="batches in flight (default 8)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress display")
     parser.set_defaults(run=run)
-
-
-def _positive_int(text: str) -> int:
-    value = _count(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,8 +119,8 @@ def _introduce(rate_limit: int, window: float, contacts: int, events: int) -> No
     say()
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+def _plural(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _print_planted(report: Any, planted: int) -> None:

@@ -34,6 +34,7 @@ from ._files import (
     scan,
 )
 from .access import Access, resolve_access
+from .argtypes import count, positive_int
 from .codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, UsageError
 from .output import (
     Interrupts,
@@ -90,7 +91,7 @@ def register(commands: Any, access: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--skip",
         metavar="N",
-        type=_count,
+        type=count,
         default=0,
         help="skip the first N records (resume a run that stopped: its last lines say N)",
     )
@@ -105,7 +106,7 @@ def register(commands: Any, access: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_CONCURRENCY,
         help=f"batches in flight (default {DEFAULT_CONCURRENCY})",
     )
@@ -137,26 +138,6 @@ def register(commands: Any, access: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress display")
     parser.set_defaults(run=run)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
 
 
 # --- the command --------------------------------------------------------------------------
@@ -454,8 +435,8 @@ class _Run:
         return shlex.join(words)
 
 
-def _free_names(path: str, count: int) -> list[str]:
-    """``count`` unused names after ``path``: ``dead.ndjson`` -> ``dead-2.ndjson``, ..."""
+def _free_names(path: str, wanted: int) -> list[str]:
+    """``wanted`` unused names after ``path``: ``dead.ndjson`` -> ``dead-2.ndjson``, ..."""
     stem, ext = os.path.splitext(path)
     base, _, number = stem.rpartition("-")
     start = 2
@@ -463,7 +444,7 @@ def _free_names(path: str, count: int) -> list[str]:
         stem, start = base, int(number) + 1
     names: list[str] = []
     n = start
-    while len(names) < count:
+    while len(names) < wanted:
         candidate = f"{stem}-{n}{ext}"
         if not os.path.exists(candidate):
             names.append(candidate)
