@@ -332,11 +332,7 @@ def describe_error(exc: BaseException, base_url: str | None = None) -> tuple[str
         return f"API error {_with_flags(str(exc))}", EXIT_API
     if isinstance(exc, APIConnectionError):
         where = base_url or "the Instasent API"
-        return (
-            f"cannot reach {where}: {exc}; check --base-url and the network, then run the "
-            "command again",
-            EXIT_API,
-        )
+        return f"cannot reach {where}: {exc}; check --base-url and the network", EXIT_API
     if isinstance(exc, AmbiguousOutcomeError):
         return f"outcome unknown: {exc}", EXIT_API
     return f"{type(exc).__name__}: {_with_flags(str(exc))}", EXIT_API
