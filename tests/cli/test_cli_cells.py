@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from instasent_async.cli._cells import FALSE_WORDS, TRUE_WORDS, converters
@@ -70,7 +70,6 @@ def test_multi_value_cells_become_lists_of_converted_values() -> None:
         found["scores"]('["x"]')
 
 
-@settings(max_examples=50, deadline=None)
 @given(st.integers(-(10**15), 10**15))
 def test_any_integer_cell_round_trips(value: int) -> None:
     assert converters([spec("n", "int")])["n"](str(value)) == value

@@ -372,7 +372,6 @@ def test_a_line_that_is_not_a_dead_letter_line_is_named(tmp_path: Path) -> None:
 # --- line map -----------------------------------------------------------------------------
 
 
-@settings(max_examples=60, deadline=None)
 @given(gaps=st.lists(st.integers(1, 4), max_size=60))
 def test_line_map_gives_the_line_of_every_position(gaps: list[int]) -> None:
     lines, line = [], 0
