@@ -615,7 +615,7 @@ class _Engine:
             # would meet it again, so this stops the run at once.
             error = ConfigurationError(
                 f"sending a batch raised {type(exc).__name__}: {exc} "
-                "(a token provider that failed?); ingestion stopped"
+                "(a token provider that failed?)"
             )
             error.__cause__ = exc
             if self.fatal is None:
