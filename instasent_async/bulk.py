@@ -628,7 +628,7 @@ class _Engine:
 
     def read_answer(self, batch: _Batch, status: int, body: Any) -> None:
         outcome = read_batch(status, body, batch)
-        if outcome.accepted == batch.size:
+        if outcome.accepted == batch.size and outcome.raw is None:
             self.report.accepted += batch.size  # the usual answer: nothing else to record
         else:
             self.record(batch, outcome, status)
@@ -776,8 +776,11 @@ def _check_options(
     unreachable_for: float | None,
     unreachable_batches: int | None,
 ) -> None:
+    def integer(value: Any, minimum: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
     def positive_int(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        return integer(value, 1)
 
     if not positive_int(concurrency):
         raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
@@ -785,7 +788,7 @@ def _check_options(
         raise ValueError(
             f"batch_size must be an integer from 1 to {BATCH_SIZE}, got {batch_size!r}"
         )
-    if keep_items is not None and not (positive_int(keep_items) or keep_items == 0):
+    if keep_items is not None and not integer(keep_items, 0):
         raise ValueError(f"keep_items must be an integer >= 0 or None, got {keep_items!r}")
     if unreachable_batches is not None and not positive_int(unreachable_batches):
         raise ValueError(

@@ -137,7 +137,7 @@ async def test_contacts_upsert_chunks_to_100_and_sends_mappings_untouched(
 ) -> None:
     items = [{"_user_id": f"u{i}", "plan": "pro"} for i in range(250)]
     for _ in range(3):
-        mocked.post(f"{DS}/stream/contacts", status=202, payload={})
+        mocked.post(f"{DS}/stream/contacts", status=202, body="")  # an empty 202: all taken
     report = await client.datasource("ds_demo").contacts.upsert(items)
     calls = mocked.requests[("POST", URL(f"{DS}/stream/contacts"))]
     assert [len(sent_json(c)) for c in calls] == [100, 100, 50]
@@ -192,13 +192,17 @@ async def test_events_add_sends_the_wire_array(mocked: Any, client: Instasent) -
     assert report.accepted == 1 and report.ok
 
 
-async def test_events_without_event_id_are_refused_before_sending(
+async def test_events_without_event_id_are_rejected_before_sending(
     mocked: Any, client: Instasent
 ) -> None:
     events = [
         {"_user_id": "u1", "_event_id": "e1", "_event_type": "t"},
         {"_user_id": "u1", "_event_type": "t"},
     ]
-    with pytest.raises(ValueError, match="event at position 1: missing _event_id"):
-        await client.datasource("ds_demo").events.add(events)
-    assert not mocked.requests
+    mocked.post(f"{DS}/stream/events", status=202, body="")
+    report = await client.datasource("ds_demo").events.add(events)
+    assert (report.accepted, report.rejected_count) == (1, 1)
+    assert report.rejected[0].position == 1
+    assert "missing _event_id" in report.rejected[0].errors["_event_id"][0]
+    (call,) = mocked.requests[("POST", URL(f"{DS}/stream/events"))]
+    assert sent_json(call) == [events[0]]

@@ -720,7 +720,7 @@ async def test_datasource_contacts_upsert_sends_an_array_with_sync(
 
 @covers("datasource.events.add")
 async def test_datasource_events_add_with_dry_run(mocked: aioresponses, client: Instasent) -> None:
-    route(mocked, "POST", f"{DS}/stream/events", status=202, payload={})
+    route(mocked, "POST", f"{DS}/stream/events", status=202, body="")
     event = Event(
         user_id="u1",
         event_id="ord-1",

@@ -61,7 +61,9 @@ async def test_kept_items_are_capped_while_counts_and_the_dead_letter_stay_exact
 
 
 async def test_keep_items_none_keeps_everything_and_zero_keeps_nothing() -> None:
-    every = await run_ingest(send, [contact(i) for i in range(30)], kind="contacts", keep_items=None)
+    every = await run_ingest(
+        send, [contact(i) for i in range(30)], kind="contacts", keep_items=None
+    )
     assert len(every.rejected) == every.rejected_count == 10
     nothing = await run_ingest(send, [contact(i) for i in range(30)], kind="contacts", keep_items=0)
     assert nothing.rejected == [] and nothing.rejected_count == 10
@@ -159,7 +161,7 @@ async def test_a_dead_letter_write_error_stops_the_run_with_the_report() -> None
             yield contact(i)
 
     # /dev/full takes the open and refuses the write (ENOSPC), like a full disk.
-    with pytest.raises(OSError) as info:
+    with pytest.raises(OSError, match="No space left") as info:
         await run_ingest(send, source(), kind="contacts", concurrency=2, dead_letter="/dev/full")
     assert info.value.errno == errno.ENOSPC
     report = info.value.report  # type: ignore[attr-defined]
