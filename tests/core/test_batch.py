@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import random
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from instasent_async._core.batch import BatchOutcome, normalize_errors, read_batch
 from instasent_async.models import Contact, Event
-
-# More examples with INSTASENT_HYPOTHESIS_EXAMPLES=N.
-EXAMPLES = int(os.environ.get("INSTASENT_HYPOTHESIS_EXAMPLES", "0")) or 100
 
 
 def contacts(n: int) -> list[dict[str, Any]]:
@@ -500,7 +496,6 @@ def render_accepted(
     }
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
 @given(
     fates=st.lists(st.none() | _errors, min_size=1, max_size=100),
     offset=st.integers(min_value=0, max_value=10_000),
@@ -560,7 +555,6 @@ _json = st.recursive(
 )
 
 
-@settings(max_examples=EXAMPLES * 2, deadline=None)
 @given(
     status=st.sampled_from([200, 201, 202, 204, 207, 302, 400, 422, 500]),
     body=_json,
@@ -609,7 +603,6 @@ _no_success_json = st.recursive(
 )
 
 
-@settings(max_examples=EXAMPLES * 2, deadline=None)
 @given(
     status=st.sampled_from([200, 201, 202, 204, 207, 302, 422, 500]),
     body=_no_success_json,
