@@ -6,7 +6,7 @@ import asyncio
 import errno
 import gc
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -120,22 +120,17 @@ async def test_consumed_grows_as_a_prefix_and_ends_at_the_total() -> None:
 
 
 async def test_a_dead_letter_that_cannot_be_written_is_refused_before_reading(
-    tmp_path: Path,
+    tmp_path: Path, counting_source: Any
 ) -> None:
-    read: list[int] = []
-
-    def source() -> Iterator[dict[str, Any]]:
-        for i in range(10):
-            read.append(i)
-            yield contact(i)
+    source = counting_source(10, contact)
 
     for path, match in [
         (tmp_path / "missing" / "dead.ndjson", "does not exist"),
         (tmp_path, "is a directory"),
     ]:
         with pytest.raises(ConfigurationError, match=match):
-            await run_ingest(send, source(), kind="contacts", dead_letter=path)
-    assert read == []
+            await run_ingest(send, source, kind="contacts", dead_letter=path)
+    assert source.read == 0
 
 
 async def test_the_dead_letter_is_created_only_when_something_goes_into_it(
@@ -151,23 +146,20 @@ async def test_the_dead_letter_is_created_only_when_something_goes_into_it(
     assert len(dead.read_bytes().splitlines()) == 1
 
 
-async def test_a_dead_letter_write_error_stops_the_run_with_the_report() -> None:
-    read = 0
-
-    def source() -> Iterator[dict[str, Any]]:
-        nonlocal read
-        for i in range(100_000):
-            read += 1
-            yield contact(i)
+async def test_a_dead_letter_write_error_stops_the_run_with_the_report(
+    counting_source: Any,
+) -> None:
+    source = counting_source(100_000, contact)
 
     # /dev/full takes the open and refuses the write (ENOSPC), like a full disk.
     with pytest.raises(OSError, match="No space left") as info:
-        await run_ingest(send, source(), kind="contacts", concurrency=2, dead_letter="/dev/full")
+        await run_ingest(send, source, kind="contacts", concurrency=2, dead_letter="/dev/full")
     assert info.value.errno == errno.ENOSPC
     report = info.value.report  # type: ignore[attr-defined]
-    assert read < 2000
+    assert source.read < 2000
     # Every item read is counted once; nothing is consumed whose line is not in the file.
-    assert report.accepted + report.rejected_count + report.failed_count == report.total == read
+    total = report.accepted + report.rejected_count + report.failed_count
+    assert total == report.total == source.read
     assert report.consumed == 0
 
 

@@ -155,15 +155,9 @@ async def test_unreachable_limits_can_be_switched_off() -> None:
 
 
 async def test_a_closed_client_stops_at_once_with_the_report(
-    fake_instasent: FakeInstasent, caplog: pytest.LogCaptureFixture
+    fake_instasent: FakeInstasent, caplog: pytest.LogCaptureFixture, counting_source: Any
 ) -> None:
-    read = 0
-
-    def source() -> Iterator[dict[str, Any]]:
-        nonlocal read
-        for i in range(5000):
-            read += 1
-            yield event(i)
+    source = counting_source(5000, event)
 
     client = Instasent(
         fake_instasent.product_token, project="proj_demo", base_url=fake_instasent.base_url
@@ -171,10 +165,10 @@ async def test_a_closed_client_stops_at_once_with_the_report(
     events = client.datasource("ds_demo").events
     await client.close()
     with pytest.raises(ConfigurationError, match="closed") as info:
-        await events.ingest(source(), concurrency=2)
+        await events.ingest(source, concurrency=2)
     report = info.value.report  # type: ignore[attr-defined]
-    assert read <= 600  # a handful of batches, not the whole source
-    assert report.total == read == report.failed_count == report.consumed
+    assert source.read <= 600  # a handful of batches, not the whole source
+    assert report.total == source.read == report.failed_count == report.consumed
     assert fake_instasent.request_count == 0
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
@@ -190,16 +184,11 @@ async def test_a_closed_client_stops_at_once_with_the_report(
 async def test_a_bad_token_provider_stops_at_once_with_the_report(
     fake_instasent: FakeInstasent,
     caplog: pytest.LogCaptureFixture,
+    counting_source: Any,
     provider_result: Any,
     match: str,
 ) -> None:
-    read = 0
-
-    def source() -> Iterator[dict[str, Any]]:
-        nonlocal read
-        for i in range(5000):
-            read += 1
-            yield event(i)
+    source = counting_source(5000, event)
 
     async def token() -> str:
         if isinstance(provider_result, Exception):
@@ -208,10 +197,10 @@ async def test_a_bad_token_provider_stops_at_once_with_the_report(
 
     async with Instasent(token, project="proj_demo", base_url=fake_instasent.base_url) as client:
         with pytest.raises(ConfigurationError, match=match) as info:
-            await client.datasource("ds_demo").events.ingest(source(), concurrency=2)
+            await client.datasource("ds_demo").events.ingest(source, concurrency=2)
     report = info.value.report  # type: ignore[attr-defined]
-    assert read <= 600
-    assert report.total == read == report.failed_count
+    assert source.read <= 600
+    assert report.total == source.read == report.failed_count
     assert fake_instasent.request_count == 0
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) <= 1  # one line saying why, not one traceback per batch
