@@ -14,7 +14,8 @@ letter, when set, receives every one.
 
 The engine stops early, lets the batches in flight finish and raises with the
 partial report on ``exc.report`` when going on cannot help: the token cannot
-write here (401/403/404), the client cannot send (``ConfigurationError``: closed,
+write here (401/403/404), the rate limit holds longer than the client waits
+(``RateLimitError``), the client cannot send (``ConfigurationError``: closed,
 bad token, failing token provider), the API stayed unreachable (``unreachable_for``
 seconds or ``unreachable_batches`` batches in a row), or the dead letter cannot be
 written. ``report.consumed`` then says how many leading source records are
@@ -48,6 +49,7 @@ from ._errors import (
     InstasentError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitError,
     UnprocessableEntityError,
     decode_body,
 )
@@ -589,6 +591,11 @@ class _Engine:
             self.answered()
             self.stop(exc)
             self.fail_batch(batch, str(exc), exc.status)
+        except RateLimitError as exc:
+            # The limit holds longer than the client waits (max_wait) or keeps answering
+            # 429: every batch would meet it, so the run stops (resume after reset_at).
+            self.stop(exc)
+            self.fail_batch(batch, str(exc), 429)
         except AmbiguousOutcomeError as exc:
             cause = exc.__cause__
             if isinstance(cause, APIConnectionError):
@@ -847,6 +854,9 @@ async def run_ingest(
             that raised): reading stops, the partial report is ``exc.report``.
         AuthenticationError / PermissionDeniedError / NotFoundError: the token
             cannot write here; reading stops; ``exc.report``.
+        RateLimitError: the rate limit holds longer than the client may wait, or
+            still answers 429 after the retries; reading stops; ``exc.report``
+            (``exc.reset_at``: when to resume).
         APIConnectionError: the API stayed unreachable (see above); reading
             stopped, in-flight batches finished; ``exc.report``.
         OSError: writing the dead letter failed mid-run; ``exc.report``

@@ -200,6 +200,8 @@ class DatasourceContacts(_DatasourcePart):
                 the client cannot send (closed, bad token, failing token provider).
             AuthenticationError / PermissionDeniedError / NotFoundError: the token
                 cannot write here.
+            RateLimitError: the rate limit holds longer than the client may wait
+                (``max_wait``), or answers 429 after the retries (``exc.reset_at``).
             APIConnectionError: the API stayed unreachable (see above).
             OSError: the dead letter could not be written mid-run.
             asyncio.CancelledError: in-flight batches were let finish.

@@ -20,6 +20,7 @@ from instasent_async import (
     APIConnectionError,
     ConfigurationError,
     Instasent,
+    RateLimitError,
     RetryPolicy,
     bulk,
 )
@@ -204,3 +205,18 @@ async def test_a_bad_token_provider_stops_at_once_with_the_report(
     assert fake_instasent.request_count == 0
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) <= 1  # one line saying why, not one traceback per batch
+
+
+async def test_a_rate_limit_longer_than_the_client_waits_stops_the_run(
+    counting_source: Any,
+) -> None:
+    async def send(*, body: bytes, idempotent: bool, stats: RequestStats) -> Response:
+        raise RateLimitError(429, "the rate limit reopens in 300 s, beyond max_wait")
+
+    source = counting_source(100_000, event)
+    with pytest.raises(RateLimitError) as info:
+        await run_ingest(send, source, kind="events", concurrency=2)
+    report = info.value.report  # type: ignore[attr-defined]
+    assert source.read <= 600  # not the whole source failed batch after batch
+    assert report.total == source.read == report.failed_count == report.consumed
+    assert "beyond max_wait" in report.failed[0].reason
