@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
+import inspect
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from instasent_async import ConfigurationError, Event, Instasent, RetryPolicy
 from instasent_async._transport import RequestStats, Response
-from instasent_async.bulk import run_ingest
+from instasent_async.bulk import IngestOptions, run_ingest
 from instasent_async.testing import FakeInstasent
 
 
@@ -237,3 +238,10 @@ async def test_upsert_add_and_ingest_share_one_contract(fake_instasent: FakeInst
         assert report.rejected[0].position == 1
         assert list(report.rejected[0].errors) == ["_event_id"]
     assert (upserted.accepted, upserted.rejected_count, upserted.rejected) == (1, 1, [])
+
+
+def test_the_shared_options_are_the_engines_own() -> None:
+    # upsert/add/ingest take **IngestOptions and pass them to run_ingest: same names.
+    engine = inspect.signature(run_ingest).parameters
+    own = {"send", "source", "kind", "require_event_id", "batch_size"}
+    assert set(IngestOptions.__annotations__) == set(engine) - own
