@@ -2,7 +2,8 @@
 
 Runs the benchmark server (``_server.py``) in a separate process and, in the same run,
 sends the same events four ways, alternating (raw dicts, SDK dicts, raw models, SDK
-models, ...), at each size of ``--sizes`` (10k, 100k and 1M events by default):
+models, ...), at each size of ``--sizes`` (10k, 100k and 1M events by default; every
+round runs every size, so a change of the machine's load weighs on all sizes alike):
 
 - raw dicts: the minimal batcher: an async generator of dicts -> lists of 100 ->
   ``orjson.dumps`` -> ``session.post`` with ``concurrency`` workers, each answer
@@ -261,30 +262,32 @@ async def bench(server: Server, args: argparse.Namespace) -> list[dict[str, Any]
         ]
         for _, _, _, run in contenders:  # warm up: connections, caches, governor buckets
             await timed(run, 20_000)
-        rows: list[dict[str, Any]] = []
+        # Every round runs every size (while it has rounds left), so that a change in the
+        # machine's load over the run weighs on all sizes alike.
+        rounds = {n: args.rounds if n < 1_000_000 else max(1, args.rounds_1m) for n in args.sizes}
+        samples: dict[int, dict[str, list[tuple[float, float, float, int, float]]]] = {
+            n: {c[0]: [] for c in contenders} for n in args.sizes
+        }
         gc.callbacks.append(GC_CLOCK)
         try:
-            for n in args.sizes:
-                rounds = args.rounds if n < 1_000_000 else max(1, args.rounds_1m)
-                samples: dict[str, list[tuple[float, float, float, int, float]]] = {
-                    c[0]: [] for c in contenders
-                }
-                for round_no in range(rounds):
+            for round_no in range(max(rounds.values())):
+                for n in args.sizes:
+                    if round_no >= rounds[n]:
+                        continue
                     for name, _, _, run in contenders:
                         srv0 = server.cpu_seconds()
                         wall, cpu, gc_cpu, gc_runs = await timed(run, n)
-                        samples[name].append(
+                        samples[n][name].append(
                             (wall, cpu, gc_cpu, gc_runs, server.cpu_seconds() - srv0)
                         )
-                    print(
-                        f"  {n:,} events: round {round_no + 1}/{rounds} done",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                rows.extend(_rows(n, contenders, samples))
+                print(
+                    f"  round {round_no + 1}/{max(rounds.values())} done",
+                    file=sys.stderr,
+                    flush=True,
+                )
         finally:
             gc.callbacks.remove(GC_CLOCK)
-    return rows
+    return [row for n in args.sizes for row in _rows(n, contenders, samples[n])]
 
 
 def _rows(
@@ -416,8 +419,8 @@ def print_speed(rows: list[dict[str, Any]], args: argparse.Namespace) -> bool:
     print()
     print(
         f"batches of {BATCH}, concurrency {args.concurrency}, {args.dates} event dates, "
-        f"{args.rounds} alternating rounds "
-        f"({args.rounds_1m} at 1M); medians; gross figures (generation included, nothing "
+        f"{args.rounds} rounds ({args.rounds_1m} at 1M), each running every size and variant in "
+        f"turn; medians; gross figures (generation included, nothing "
         f"subtracted).\nPython {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, "
         f"{os.cpu_count()} CPUs."
     )
