@@ -59,8 +59,15 @@ FLOOR_MAX: Final = 1.0
 #: How much later every deadline is set after a 429 proved one early, up to MARGIN_MAX.
 MARGIN_STEP: Final = 0.05
 MARGIN_MAX: Final = 1.0
+#: After a reset, answers still in flight are awaited this long before a probe goes.
+ROLL_PATIENCE: Final = 1.0
+#: Seconds over which what other clients of the token spent fades from their rate.
+FOREIGN_MEMORY: Final = 2.0
 # Samples of the server clock's offset are forgotten after two of these (drift).
 _OFFSET_PERIOD: Final = 30.0
+# Pacing grants this much early, so float rounding never leaves a timer firing a hair too
+# soon (larger than the rounding of an epoch-sized clock).
+_EPSILON: Final = 1e-6
 
 
 class Notice(NamedTuple):
@@ -101,11 +108,15 @@ class Bucket:
 
     __slots__ = (
         "closed_at",
+        "foreign_rate",
+        "foreign_span",
+        "foreign_spent",
         "in_flight",
         "limit",
         "margin",
         "mode",
         "next_send_at",
+        "own_answers_since",
         "remaining",
         "remaining_seen_at",
         "reopen_at",
@@ -125,8 +136,12 @@ class Bucket:
         self.spread_pacing = spread_pacing
         self.mode: str = UNKNOWN
         self.limit: int | None = None
-        self.remaining = 0
+        self.remaining: int | None = None
         self.remaining_seen_at = 0.0
+        self.own_answers_since = 0
+        self.foreign_spent = 0.0
+        self.foreign_span = 0.0
+        self.foreign_rate = 0.0
         self.window_key = 0.0
         self.window_key_tolerance = 0.0
         self.window_ends_at = 0.0
@@ -153,20 +168,27 @@ class Bucket:
     def grant(self, now: float) -> Permit | float | None:
         """A permit to send now, else when to ask again (``None``: on the probe's answer).
 
-        Open: a permit needs one unit of room beyond the requests in flight. Spread
+        Open: a permit needs one unit of room beyond the requests in flight and,
+        while other clients of the token are seen spending, beyond what they will
+        have spent since our freshest count and one more unit (the race for the
+        last units is where 429s come from between processes). Spread
         pacing spaces the room over the time left in the window (a burst of one
         interval, or of ``BURST_SHARE`` of the time left, may go at once); burst
         pacing sends while there is room. When the window passes its reset the
-        bucket does not assume it refilled: one probe asks, and its answer says
-        what the new window holds (so a limit that changed, a limit of 0 or a
-        sliding window are read, never guessed). Closed: nothing until
+        bucket does not assume it refilled: the answers still in flight come first
+        (one may already speak of the new window), then, when none is left or
+        ``ROLL_PATIENCE`` after the reset at the latest, one probe asks and its
+        answer says what the new window holds (so a limit that changed, a limit of
+        0 or a sliding window are read, never guessed). Closed: nothing until
         ``reopen_at``, then one probe. Unmanaged: always.
         """
         mode = self.mode
         if mode == OPEN:
             ends = self.window_ends_at
             if now < ends:
-                room = self.remaining - self.in_flight
+                room: float = self.remaining - self.in_flight  # type: ignore[operator]
+                if self.foreign_rate:
+                    room -= self.foreign_rate * (now - self.remaining_seen_at) + 1.0
                 if room < 1:
                     return ends
                 if self.spread_pacing:
@@ -175,11 +197,13 @@ class Bucket:
                     share = left * BURST_SHARE
                     tolerance = interval if interval > share else share
                     next_at = self.next_send_at
-                    if now < next_at - tolerance:
-                        return next_at - tolerance
+                    if now < next_at - tolerance - _EPSILON:
+                        return self._paced_wake(next_at, ends, tolerance / left)
                     self.next_send_at = (next_at if next_at > now else now) + interval
                 self.in_flight += 1
                 return Permit(self, now, False)
+            if self.in_flight and now < ends + ROLL_PATIENCE:
+                return ends + ROLL_PATIENCE
             mode = UNKNOWN
         elif mode == UNMANAGED:
             self.in_flight += 1
@@ -193,6 +217,18 @@ class Bucket:
             self.in_flight += 1
             return Permit(self, now, True)
         return None
+
+    @staticmethod
+    def _paced_wake(next_at: float, ends: float, slope: float) -> float:
+        """The time ``t = next_at - slope * (ends - t)``: when pacing grants again.
+
+        The burst tolerance shrinks with the time left, so the moment the next
+        permit is due is where the two lines meet (a timer set earlier would fire
+        again and again a hair too early); with one unit of room it is the reset.
+        """
+        if slope >= 1.0:
+            return ends
+        return (next_at - slope * ends) / (1.0 - slope)
 
     # -- answers ---------------------------------------------------------------------
 
@@ -246,10 +282,20 @@ class Bucket:
         if order < 0:
             return QUIET
         remaining: int = info.remaining  # type: ignore[assignment]
-        believed = self.remaining
-        if remaining < believed or (remaining > believed and sent_at >= self.remaining_seen_at):
+        believed: int = self.remaining  # type: ignore[assignment]
+        if remaining < believed:
+            # What the window lost beyond our own answers was spent by other clients.
+            spent = believed - remaining - self.own_answers_since - 1
+            self._foreign_spent(spent, now - self.remaining_seen_at)
             self.remaining = remaining
             self.remaining_seen_at = now
+            self.own_answers_since = 0
+        elif remaining > believed and sent_at >= self.remaining_seen_at:
+            self.remaining = remaining
+            self.remaining_seen_at = now
+            self.own_answers_since = 0
+        else:
+            self.own_answers_since += 1
         if not tolerance:
             # An absolute reset: its local time is known better with every Date seen.
             self.window_ends_at = ends + self.margin
@@ -271,10 +317,24 @@ class Bucket:
         self.window_key = key
         self.window_key_tolerance = tolerance
         self.window_ends_at = ends + self.margin
-        self.remaining = info.remaining  # type: ignore[assignment]
+        self.remaining = info.remaining
         self.remaining_seen_at = now
+        self.own_answers_since = 0
         self.unmanaged_reason = None
         return self._take_limit(info.limit)
+
+    def _foreign_spent(self, spent: int, elapsed: float) -> None:
+        """Fold ``spent`` requests of other clients over ``elapsed`` seconds into their rate.
+
+        Both sums fade over ``FOREIGN_MEMORY`` seconds. ``spent`` may be negative:
+        an answer of ours that came late made an earlier drop look foreign.
+        """
+        keep = 1.0 - elapsed / FOREIGN_MEMORY if elapsed < FOREIGN_MEMORY else 0.0
+        total = self.foreign_spent * keep + spent
+        span = self.foreign_span * keep + elapsed
+        self.foreign_spent = total
+        self.foreign_span = span
+        self.foreign_rate = total / span if total > 0 and span > 1e-9 else 0.0
 
     def _take_limit(self, limit: int | None) -> Notice:
         """A ``Limit`` that changed takes effect from this answer on, down or up."""

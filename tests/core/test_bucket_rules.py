@@ -15,6 +15,7 @@ from instasent_async._core.bucket import (
     OPEN,
     PROBING,
     QUIET,
+    ROLL_PATIENCE,
     UNKNOWN,
     UNMANAGED,
     Bucket,
@@ -165,15 +166,35 @@ def test_out_of_order_answers_keep_the_lowest_count_of_a_window() -> None:
 
 
 def test_a_count_going_up_is_believed_from_a_request_sent_after_the_lower_count() -> None:
-    b = opened(5, reset_in=10.0)
+    b = opened(10, reset_in=10.0)
     before = permit(b, T0)  # sent before the lower count arrives
     low = permit(b, T0)
-    b.observe(low, 200, relative(1, 9.5), T0 + 1.0)  # another client spent a lot
-    b.observe(before, 200, relative(4, 9.4), T0 + 1.1)  # old news, merely late
-    assert b.remaining == 1
+    b.observe(low, 200, relative(7, 9.5), T0 + 1.0)  # another client spent two
+    b.observe(before, 200, relative(9, 9.4), T0 + 1.1)  # old news, merely late
+    assert b.remaining == 7
     after = permit(b, T0 + 1.2)
     b.observe(after, 200, relative(40, 8.5, limit=50), T0 + 2.0)  # the server reset its counter
     assert b.remaining == 40
+
+
+def test_other_clients_spending_is_left_to_them() -> None:
+    b = opened(10, reset_in=10.0, spread=False)
+    b.observe(permit(b, T0), 200, relative(5, 9.0), T0 + 1.0)  # four more went elsewhere
+    assert b.foreign_rate == pytest.approx(4.0)
+    # 5 left as of T0 + 1; by T0 + 1.5 the others spent two more, and one is left to them.
+    granted = sum(isinstance(b.grant(T0 + 1.5), Permit) for _ in range(5))
+    assert granted == 2
+
+
+def test_at_the_reset_answers_in_flight_come_before_a_probe() -> None:
+    b = Bucket(spread_pacing=False)
+    b.observe(permit(b, T0), 200, absolute(5, T0 + 2.0, T0), T0)
+    in_flight = permit(b, T0 + 1.9)
+    assert b.grant(T0 + 2.5) == pytest.approx(T0 + 2.0 + ROLL_PATIENCE)
+    # Its answer already speaks of the new window: no probe needed.
+    b.observe(in_flight, 200, absolute(8, T0 + 4.0, T0 + 2.1), T0 + 2.6)
+    assert (b.mode, b.remaining) == (OPEN, 8)
+    assert not permit(b, T0 + 2.6).probe
 
 
 def test_an_answer_of_an_older_window_is_ignored_and_a_newer_one_adopted() -> None:
@@ -181,12 +202,14 @@ def test_an_answer_of_an_older_window_is_ignored_and_a_newer_one_adopted() -> No
     probe = permit(b, T0)
     b.observe(probe, 200, absolute(5, T0 + 2.0, T0), T0)
     old = permit(b, T0)
-    probe2 = permit(b, T0 + 2.5)  # the window passed its reset
-    b.observe(probe2, 200, absolute(9, T0 + 4.0, T0 + 2.5), T0 + 2.5)
-    b.observe(old, 200, absolute(0, T0 + 2.0, T0 + 1.0), T0 + 2.6)  # late, from the old window
+    assert b.grant(T0 + 2.5) == pytest.approx(T0 + 2.0 + ROLL_PATIENCE)  # old is in flight
+    probe2 = permit(b, T0 + 3.0)  # the window passed its reset a while ago
+    assert probe2.probe
+    b.observe(probe2, 200, absolute(9, T0 + 4.0, T0 + 3.0), T0 + 3.0)
+    b.observe(old, 200, absolute(0, T0 + 2.0, T0 + 1.0), T0 + 3.1)  # late, from the old window
     assert b.remaining == 9
-    newer = permit(b, T0 + 2.7)
-    b.observe(newer, 200, absolute(7, T0 + 6.0, T0 + 2.7), T0 + 2.8)  # the server moved on
+    newer = permit(b, T0 + 3.2)
+    b.observe(newer, 200, absolute(7, T0 + 6.0, T0 + 3.2), T0 + 3.3)  # the server moved on
     assert (b.remaining, b.window_key) == (7, round(T0 + 6.0 + OFFSET))
 
 
