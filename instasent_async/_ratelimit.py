@@ -262,7 +262,8 @@ class RateLimitGovernor:
         if type(got) is not Permit:
             return None
         if got.probe:
-            self._probing(b, got, asyncio.get_running_loop())
+            with contextlib.suppress(RuntimeError):  # outside a running loop: nothing to watch
+                self._probing(b, got, asyncio.get_running_loop())
         return got
 
     async def acquire(self, key: BucketKey, *, max_wait: float | None = _DEFAULT) -> Permit:

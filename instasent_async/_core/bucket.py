@@ -127,6 +127,7 @@ class Bucket:
         "strikes",
         "throttled",
         "unmanaged_reason",
+        "window_date",
         "window_ends_at",
         "window_key",
         "window_key_tolerance",
@@ -145,6 +146,7 @@ class Bucket:
         self.window_key = 0.0
         self.window_key_tolerance = 0.0
         self.window_ends_at = 0.0
+        self.window_date: float | None = None
         self.next_send_at = 0.0
         self.in_flight = 0
         self.reopen_at = 0.0
@@ -275,18 +277,37 @@ class Bucket:
         believed only from an answer to a request sent after the lower count was
         received, so answers that merely arrive out of order never raise it.
         """
-        key, tolerance, ends = self._window_of(info, sent_at, now)
-        order = self._compare_window(key, tolerance)
-        if order > 0:
-            return self._adopt(info, sent_at, now, key, tolerance, ends)
-        if order < 0:
-            return QUIET
+        date = info.server_date
+        if (
+            date is not None
+            and date == self.window_date
+            and info.reset_epoch == self.window_key
+            and now < self.server_offset_renew_at
+            and date + 1.0 - sent_at >= self.server_offset_low  # type: ignore[operator]
+        ):
+            # The usual answer: the same window and Date as the last one read. The
+            # server offset and so the window's end cannot change (``_server_offset``
+            # keeps its estimate for a Date it has seen unless a renewal is due or
+            # the sample contradicts it, checked here); only the counts are read.
+            pass
+        else:
+            key, tolerance, ends = self._window_of(info, sent_at, now)
+            order = self._compare_window(key, tolerance)
+            if order > 0:
+                return self._adopt(info, sent_at, now, key, tolerance, ends)
+            if order < 0:
+                return QUIET
+            if not tolerance:
+                # An absolute reset: its local time is known better with every Date seen.
+                self.window_ends_at = ends + self.margin
+                self.window_date = date
         remaining: int = info.remaining  # type: ignore[assignment]
         believed: int = self.remaining  # type: ignore[assignment]
         if remaining < believed:
             # What the window lost beyond our own answers was spent by other clients.
             spent = believed - remaining - self.own_answers_since - 1
-            self._foreign_spent(spent, now - self.remaining_seen_at)
+            if spent or self.foreign_spent:
+                self._foreign_spent(spent, now - self.remaining_seen_at)
             self.remaining = remaining
             self.remaining_seen_at = now
             self.own_answers_since = 0
@@ -296,10 +317,10 @@ class Bucket:
             self.own_answers_since = 0
         else:
             self.own_answers_since += 1
-        if not tolerance:
-            # An absolute reset: its local time is known better with every Date seen.
-            self.window_ends_at = ends + self.margin
-        return self._take_limit(info.limit)
+        limit = info.limit
+        if limit is None or limit == self.limit:
+            return QUIET
+        return self._take_limit(limit)
 
     def _adopt(
         self,
@@ -317,6 +338,7 @@ class Bucket:
         self.window_key = key
         self.window_key_tolerance = tolerance
         self.window_ends_at = ends + self.margin
+        self.window_date = info.server_date if not tolerance else None
         self.remaining = info.remaining
         self.remaining_seen_at = now
         self.own_answers_since = 0
@@ -473,6 +495,7 @@ class Bucket:
         estimate; a sample that contradicts it (the server clock stepped back)
         starts it over.
         """
+        self.window_date = None  # the window's end may move: the next answer recomputes it
         low = date - now
         current = self.server_offset_low
         if current is None or date + 1.0 - sent_at < current:
