@@ -26,18 +26,9 @@ from __future__ import annotations
 from typing import Final, NamedTuple
 
 from .headers import AnswerInfo
+from .timing import compare_window, paced_wake, window_of
 
-__all__ = [
-    "CLOSED",
-    "OPEN",
-    "PROBING",
-    "QUIET",
-    "UNKNOWN",
-    "UNMANAGED",
-    "Bucket",
-    "Notice",
-    "Permit",
-]
+__all__ = ["QUIET", "Bucket", "Notice", "Permit"]
 
 UNKNOWN: Final = "unknown"
 PROBING: Final = "probing"
@@ -63,8 +54,6 @@ MARGIN_MAX: Final = 1.0
 ROLL_PATIENCE: Final = 1.0
 #: Seconds over which what other clients of the token spent fades from their rate.
 FOREIGN_MEMORY: Final = 2.0
-# Samples of the server clock's offset are forgotten after two of these (drift).
-_OFFSET_PERIOD: Final = 30.0
 # Pacing grants this much early, so float rounding never leaves a timer firing a hair too
 # soon (larger than the rounding of an epoch-sized clock).
 _EPSILON: Final = 1e-6
@@ -99,9 +88,6 @@ class Permit:
         self.probe = probe
         self.settled = False
 
-    def __repr__(self) -> str:
-        return f"<Permit sent_at={self.sent_at:.3f}{' probe' if self.probe else ''}>"
-
 
 class Bucket:
     """One rate-limit bucket's state and the decisions over it (see the module docstring)."""
@@ -120,6 +106,7 @@ class Bucket:
         "remaining",
         "remaining_seen_at",
         "reopen_at",
+        "round_trip",
         "server_offset_low",
         "server_offset_previous",
         "server_offset_renew_at",
@@ -143,6 +130,7 @@ class Bucket:
         self.foreign_spent = 0.0
         self.foreign_span = 0.0
         self.foreign_rate = 0.0
+        self.round_trip = 0.0
         self.window_key = 0.0
         self.window_key_tolerance = 0.0
         self.window_ends_at = 0.0
@@ -159,12 +147,6 @@ class Bucket:
         self.server_offset_renew_at = 0.0
         self.unmanaged_reason: str | None = None
 
-    def __repr__(self) -> str:
-        return (
-            f"<Bucket {self.mode} remaining={self.remaining} limit={self.limit} "
-            f"in_flight={self.in_flight}>"
-        )
-
     # -- granting ------------------------------------------------------------------
 
     def grant(self, now: float) -> Permit | float | None:
@@ -172,8 +154,9 @@ class Bucket:
 
         Open: a permit needs one unit of room beyond the requests in flight and,
         while other clients of the token are seen spending, beyond what they will
-        have spent since our freshest count and one more unit (the race for the
-        last units is where 429s come from between processes). Spread
+        have spent since our freshest count and by the time this request arrives
+        (``round_trip`` later: the race for the last units of a window is where
+        429s come from between processes). Spread
         pacing spaces the room over the time left in the window (a burst of one
         interval, or of ``BURST_SHARE`` of the time left, may go at once); burst
         pacing sends while there is room. When the window passes its reset the
@@ -190,7 +173,7 @@ class Bucket:
             if now < ends:
                 room: float = self.remaining - self.in_flight  # type: ignore[operator]
                 if self.foreign_rate:
-                    room -= self.foreign_rate * (now - self.remaining_seen_at) + 1.0
+                    room -= self.foreign_rate * (now - self.remaining_seen_at + self.round_trip)
                 if room < 1:
                     return ends
                 if self.spread_pacing:
@@ -200,7 +183,7 @@ class Bucket:
                     tolerance = interval if interval > share else share
                     next_at = self.next_send_at
                     if now < next_at - tolerance - _EPSILON:
-                        return self._paced_wake(next_at, ends, tolerance / left)
+                        return paced_wake(next_at, ends, tolerance / left)
                     self.next_send_at = (next_at if next_at > now else now) + interval
                 self.in_flight += 1
                 return Permit(self, now, False)
@@ -219,18 +202,6 @@ class Bucket:
             self.in_flight += 1
             return Permit(self, now, True)
         return None
-
-    @staticmethod
-    def _paced_wake(next_at: float, ends: float, slope: float) -> float:
-        """The time ``t = next_at - slope * (ends - t)``: when pacing grants again.
-
-        The burst tolerance shrinks with the time left, so the moment the next
-        permit is due is where the two lines meet (a timer set earlier would fire
-        again and again a hair too early); with one unit of room it is the reset.
-        """
-        if slope >= 1.0:
-            return ends
-        return (next_at - slope * ends) / (1.0 - slope)
 
     # -- answers ---------------------------------------------------------------------
 
@@ -291,8 +262,8 @@ class Bucket:
             # the sample contradicts it, checked here); only the counts are read.
             pass
         else:
-            key, tolerance, ends = self._window_of(info, sent_at, now)
-            order = self._compare_window(key, tolerance)
+            key, tolerance, ends = window_of(self, info, sent_at, now)
+            order = compare_window(self, key, tolerance)
             if order > 0:
                 return self._adopt(info, sent_at, now, key, tolerance, ends)
             if order < 0:
@@ -308,6 +279,7 @@ class Bucket:
             spent = believed - remaining - self.own_answers_since - 1
             if spent or self.foreign_spent:
                 self._foreign_spent(spent, now - self.remaining_seen_at)
+                self.round_trip += (now - sent_at - self.round_trip) * 0.25
             self.remaining = remaining
             self.remaining_seen_at = now
             self.own_answers_since = 0
@@ -333,7 +305,7 @@ class Bucket:
     ) -> Notice:
         """Make the window ``info`` speaks of the current one, with its count and limit."""
         if key is None:
-            key, tolerance, ends = self._window_of(info, sent_at, now)
+            key, tolerance, ends = window_of(self, info, sent_at, now)
         self.mode = OPEN
         self.window_key = key
         self.window_key_tolerance = tolerance
@@ -430,8 +402,8 @@ class Bucket:
         else:
             until = now + wait + self.margin
             if info.reset_in is not None:
-                key, tolerance, ends = self._window_of(info, permit.sent_at, now)
-                if mode == OPEN and self._compare_window(key, tolerance) == 0:
+                key, tolerance, ends = window_of(self, info, permit.sent_at, now)
+                if mode == OPEN and compare_window(self, key, tolerance) == 0:
                     self.remaining = 0
                     self.remaining_seen_at = now
                 if info.retry_after is None:
@@ -451,62 +423,3 @@ class Bucket:
         self.strikes += 1
         self.throttled = True
         return Notice(closed_for=until - now)
-
-    # -- windows and the server's clock ----------------------------------------------
-
-    def _compare_window(self, key: float, tolerance: float) -> int:
-        """-1, 0 or 1: the window keyed ``key`` is older than, the same as or newer than ours.
-
-        Absolute and relative resets cannot be compared: a change of kind is newer.
-        """
-        current_tolerance = self.window_key_tolerance
-        if (tolerance == 0.0) != (current_tolerance == 0.0):
-            return 1
-        if tolerance < current_tolerance:
-            tolerance = current_tolerance
-        current = self.window_key
-        return 1 if key > current + tolerance else -1 if key < current - tolerance else 0
-
-    def _window_of(
-        self, info: AnswerInfo, sent_at: float, now: float
-    ) -> tuple[float, float, float]:
-        """(window key, key tolerance, local time of the reset) of an answer with a reset.
-
-        An absolute reset is keyed by itself and mapped to the local clock through
-        the server's ``Date``; a relative one is keyed by its local time, give or
-        take a second when it is whole seconds (the server rounded it).
-        """
-        reset_in: float = info.reset_in  # type: ignore[assignment]
-        epoch = info.reset_epoch
-        if epoch is not None:
-            date = info.server_date
-            if date is None:
-                return epoch, 0.0, now + reset_in
-            return epoch, 0.0, epoch - self._server_offset(date, sent_at, now)
-        ends = now + reset_in
-        return ends, (1.0 if reset_in.is_integer() else 0.05), ends
-
-    def _server_offset(self, date: float, sent_at: float, now: float) -> float:
-        """The server clock minus ours, never above the truth: deadlines are never early.
-
-        The server stamped ``date`` (truncated to the second) between ``sent_at`` and
-        ``now``, so ``date - now <= offset < date + 1 - sent_at``. The largest lower
-        bound of the last ``_OFFSET_PERIOD`` to ``2 * _OFFSET_PERIOD`` seconds is the
-        estimate; a sample that contradicts it (the server clock stepped back)
-        starts it over.
-        """
-        self.window_date = None  # the window's end may move: the next answer recomputes it
-        low = date - now
-        current = self.server_offset_low
-        if current is None or date + 1.0 - sent_at < current:
-            self.server_offset_low = self.server_offset_previous = low
-            self.server_offset_renew_at = now + _OFFSET_PERIOD
-            return low
-        if low > current:
-            self.server_offset_low = current = low
-        if now >= self.server_offset_renew_at:
-            self.server_offset_previous = current
-            self.server_offset_low = low
-            self.server_offset_renew_at = now + _OFFSET_PERIOD
-        previous = self.server_offset_previous
-        return current if previous is None or current >= previous else previous

@@ -23,6 +23,7 @@ from instasent_async._core.bucket import (
     Permit,
 )
 from instasent_async._core.headers import AnswerInfo
+from instasent_async._core.timing import server_offset
 
 T0 = 1000.0
 OFFSET = 1_750_000_000.0 - T0  # the server's epoch minus our clock
@@ -181,7 +182,9 @@ def test_other_clients_spending_is_left_to_them() -> None:
     b = opened(10, reset_in=10.0, spread=False)
     b.observe(permit(b, T0), 200, relative(5, 9.0), T0 + 1.0)  # four more went elsewhere
     assert b.foreign_rate == pytest.approx(4.0)
-    # 5 left as of T0 + 1; by T0 + 1.5 the others spent two more, and one is left to them.
+    # 5 left as of T0 + 1; by T0 + 1.5 the others spent two more, and one more by the time
+    # our request arrives (its round trip, 1 s, weighs a quarter in the first estimate).
+    assert b.round_trip == pytest.approx(0.25)
     granted = sum(isinstance(b.grant(T0 + 1.5), Permit) for _ in range(5))
     assert granted == 2
 
@@ -343,18 +346,18 @@ def test_one_answer_without_headers_changes_nothing_in_an_open_bucket() -> None:
 def test_the_server_offset_keeps_the_tightest_bound_below_the_truth() -> None:
     b = Bucket()
     # The server clock is ours + 5000.25; Date is truncated to the second.
-    first = b._server_offset(6000.0, sent_at=1000.30, now=1000.35)
+    first = server_offset(b, 6000.0, sent_at=1000.30, now=1000.35)
     assert first == pytest.approx(6000.0 - 1000.35)
-    better = b._server_offset(6001.0, sent_at=1000.74, now=1000.76)
+    better = server_offset(b, 6001.0, sent_at=1000.74, now=1000.76)
     assert better == pytest.approx(6001.0 - 1000.76)
     assert first < better <= 5000.25  # never above the truth: deadlines are never early
-    assert b._server_offset(6002.0, sent_at=1002.4, now=1002.5) == better
+    assert server_offset(b, 6002.0, sent_at=1002.4, now=1002.5) == better
 
 
 def test_the_server_offset_starts_over_when_the_server_clock_steps_back() -> None:
     b = Bucket()
-    b._server_offset(6000.0, sent_at=999.9, now=1000.0)
-    assert b._server_offset(5950.0, sent_at=1010.0, now=1010.1) == pytest.approx(5950.0 - 1010.1)
+    server_offset(b, 6000.0, sent_at=999.9, now=1000.0)
+    assert server_offset(b, 5950.0, sent_at=1010.0, now=1010.1) == pytest.approx(5950.0 - 1010.1)
 
 
 def test_the_state_is_a_plain_copyable_value() -> None:

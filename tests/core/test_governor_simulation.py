@@ -19,7 +19,9 @@ Every scenario checks the invariants that apply to it:
 (e) permits are granted in FIFO order and none is lost when waiters are cancelled.
 
 Separate governors on one token (processes that only see each other through the
-counts) cannot promise (a); for them the bound is at most 0.04 429s per success.
+counts) cannot promise (a) and (b) exactly: they stay within 0.01 429s per success
+and use at least 0.95 of the window as three, 0.88 as ten (a fleet that large wants
+a shared store).
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ class FixedWindow:
     limit: int
     window: float
     limits: dict[int, int] = attrs.Factory(dict)  # window index -> limit from then on
+
+    @property
+    def grid(self) -> float:
+        return self.window
+
     counter_reset_at: float | None = None  # server time when the counter drops to 0 once
     _index: int = -1
     _count: int = 0
@@ -98,6 +105,7 @@ class SlidingLog:
     limit: int
     window: float
     _log: deque[float] = attrs.Factory(deque)
+    grid = 0.0  # no windows to align to
 
     def handle(self, now: float) -> Answer:
         log = self._log
@@ -133,8 +141,11 @@ class TwoLimiters:
             self.second._count -= 1
         return status, minute_headers
 
+    grid = 1.0
+
     def allowed(self, start: float, end: float) -> float:
-        return min(self.second.allowed(start, end), self.minute.allowed(start, end))
+        # 600 per minute is 10 per second on average: the second's limit is the rate.
+        return self.second.allowed(start, end)
 
 
 @attrs.define
@@ -151,6 +162,10 @@ class Refusing:
             self.count -= 1
             return self.answer(now)
         return self.inner.handle(now)
+
+    @property
+    def grid(self) -> float:
+        return float(self.inner.grid)
 
     def allowed(self, start: float, end: float) -> float:
         return float(self.inner.allowed(start, end))
@@ -176,8 +191,14 @@ class Run:
     margin: float = 0.0
 
     def share(self, server: Any, skip: float, until_end: bool = False) -> float:
-        """Successes as a share of what the server allows, ``skip`` seconds from each end."""
+        """Successes as a share of what the server allows, ``skip`` seconds from each end.
+
+        Counted over the server's whole windows between those times.
+        """
         start, end = self.start + skip, self.end if until_end else self.end - skip
+        grid = server.grid
+        if grid:
+            start, end = math.ceil(start / grid) * grid, math.floor(end / grid) * grid
         ok = sum(1 for t in self.ok if start <= t < end)
         return ok / server.allowed(start, end)
 
@@ -338,14 +359,15 @@ def test_clients_sharing_a_governor_never_see_a_429(run_virtual: RunVirtual, cli
     check_common(run)  # (d), (e) with cancelled waiters
 
 
-@pytest.mark.parametrize("clients", [3, 10])
+@pytest.mark.parametrize(("clients", "share"), [(3, 0.95), (10, 0.88)])
 def test_separate_processes_on_one_token_stay_within_the_limit(
-    run_virtual: RunVirtual, clients: int
+    run_virtual: RunVirtual, clients: int, share: float
 ) -> None:
+    """Each process sees the others only through the counts, and leaves them their share."""
     server = FixedWindow(50, 2.0)
     run = simulate(run_virtual, server, clients=clients, shared=False, concurrency=4)
-    assert run.share(server, 2.0) >= 0.95
-    assert run.refused_per_success <= 0.04
+    assert run.share(server, 2.0) >= share
+    assert run.refused_per_success <= 0.01
     check_hold_after_429(run)
     check_common(run)
 
