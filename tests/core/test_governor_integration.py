@@ -57,6 +57,20 @@ def per_window(requests: list[RecordedRequest], status: int, window: float = 1.0
     return Counter(math.floor(r.time / window) for r in requests if r.status == status)
 
 
+class RefuseFirst:
+    """A handler that answers the first request 429 with ``headers``, the rest 200."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+        self.calls = 0
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        self.calls += 1
+        if self.calls == 1:
+            return web.Response(status=429, headers=self.headers)
+        return web.json_response({"entity": {"uid": "proj_demo", "id": 1, "name": "Demo"}})
+
+
 async def until(condition: object, what: str, timeout: float = 10.0) -> None:
     """Poll ``condition()`` on the event loop (bounded)."""
     loop = asyncio.get_running_loop()
@@ -296,20 +310,11 @@ async def test_missing_or_garbage_headers_never_break_or_serialize_requests(
 
 
 async def test_a_429_without_headers_backs_off_and_then_succeeds(scripted: ScriptedServer) -> None:
-    calls = 0
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            return web.Response(status=429)
-        return web.json_response({"entity": {"uid": "proj_demo", "id": 1, "name": "Demo"}})
-
-    scripted.handler = handler
+    scripted.handler = handler = RefuseFirst({})
     async with Instasent("tok", project="proj_demo", base_url=scripted.url) as api:
         project = await asyncio.wait_for(api.project.get(), 10)
     assert project.uid == "proj_demo"
-    assert calls == 2
+    assert handler.calls == 2
 
 
 async def test_siblings_and_clients_can_share_one_governor(fake: FakeInstasent) -> None:
@@ -385,24 +390,13 @@ async def test_a_short_429_inside_a_long_window_releases_the_queue_after_its_own
 
 
 async def test_a_first_answer_429_with_reset_now_does_not_jam(scripted: ScriptedServer) -> None:
-    calls = 0
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            response = web.Response(status=429)
-            response.headers.update(
-                {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "0"}
-            )
-            return response
-        return _project()
-
-    scripted.handler = handler
+    scripted.handler = handler = RefuseFirst(
+        {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "0"}
+    )
     async with Instasent("tok", project="proj_demo", base_url=scripted.url) as api:
         project = await asyncio.wait_for(api.project.get(), 10)
         (bucket,) = api.rate_limits
-    assert project.uid == "proj_demo" and calls == 2
+    assert project.uid == "proj_demo" and handler.calls == 2
     assert (bucket.in_flight, bucket.closed) == (0, False)
 
 
@@ -433,23 +427,12 @@ async def test_a_429_announcing_a_wait_beyond_max_wait_raises_at_once(
 
 
 async def test_a_retry_after_a_year_ahead_is_not_believed(scripted: ScriptedServer) -> None:
-    calls = 0
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            response = web.Response(status=429)
-            response.headers["Retry-After"] = "31536000"
-            return response
-        return _project()
-
-    scripted.handler = handler
+    scripted.handler = handler = RefuseFirst({"Retry-After": "31536000"})
     events: list[RateLimitEvent] = []
     async with Instasent(
         "tok", project="proj_demo", base_url=scripted.url, on_event=events.append
     ) as api:
         project = await asyncio.wait_for(api.project.get(), 10)
-    assert project.uid == "proj_demo" and calls == 2
+    assert project.uid == "proj_demo" and handler.calls == 2
     (throttled,) = [e for e in events if e.kind == "throttled"]
     assert throttled.delay == 0.5  # treated as a 429 announcing no wait: the backoff
