@@ -164,12 +164,20 @@ def parse_answer(headers: Mapping[str, str], now: float) -> AnswerInfo:
     problem: str | None = None
     limit = remaining = None
     if limit_s is not None:
-        limit = _count(limit_s)
-        if limit is None:
+        try:  # whole numbers inline (the usual case); _count reads the rest
+            limit = int(limit_s)
+        except ValueError:
+            limit = _count(limit_s)
+        if limit is None or not 0 <= limit <= _MAX_COUNT:
+            limit = None
             problem = _unreadable("X-RateLimit-Limit", limit_s)
     if remaining_s is not None:
-        remaining = _count(remaining_s)
-        if remaining is None:
+        try:
+            remaining = int(remaining_s)
+        except ValueError:
+            remaining = _count(remaining_s)
+        if remaining is None or not 0 <= remaining <= _MAX_COUNT:
+            remaining = None
             problem = _unreadable("X-RateLimit-Remaining", remaining_s)
         elif limit is not None and remaining > limit:
             problem = "X-RateLimit-Remaining above X-RateLimit-Limit"
