@@ -36,10 +36,8 @@ from .codes import EXIT_API, EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED
 from .output import (
     Interrupts,
     describe_error,
-    failed_count,
     make_progress,
     print_report,
-    rejected_count,
     say,
 )
 
@@ -131,7 +129,7 @@ def _print_planted(report: Any, planted: int) -> None:
     item = entry.item
     who = (item.get("_event_id") or item.get("_user_id")) if isinstance(item, dict) else None
     errors = "; ".join(f"{field}: {', '.join(msgs)}" for field, msgs in entry.errors.items())
-    count = rejected_count(report)
+    count = report.rejected_count
     verdict = "as planted" if count == planted else f"but {planted} were planted"
     say(f"  {count} rejected, {verdict}; e.g. #{entry.position} {who or ''}: {errors}")
 
@@ -282,9 +280,9 @@ async def run_demo(
             _print_where(client, writer, scroll)
     say(f"done in {time.perf_counter() - started:.1f}s")
     surprises = (
-        rejected_count(contacts_report) != planted_contacts
-        or rejected_count(events_report) != planted_events
-        or failed_count(contacts_report)
-        or failed_count(events_report)
+        contacts_report.rejected_count != planted_contacts
+        or events_report.rejected_count != planted_events
+        or contacts_report.failed_count
+        or events_report.failed_count
     )
     return EXIT_REJECTED if surprises else EXIT_OK

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import os
 import shlex
 from collections.abc import Awaitable, Iterator, Mapping
 from typing import Any, TypeVar
 
+from .. import IngestReport
+from ..bulk import MISSING_EVENT_ID, run_ingest
 from ..errors import InstasentError, PermissionDeniedError
 from ..models.specs import AttributeSpec
 from ._cells import converters as cell_converters
@@ -34,15 +37,13 @@ from ._files import (
     scan,
 )
 from .access import Access, resolve_access
-from .argtypes import count, positive_int
+from .argtypes import count, positive_float, positive_int
 from .codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, UsageError
 from .output import (
     Interrupts,
     fail,
-    failed_count,
     make_progress,
     print_report,
-    rejected_count,
     say,
     warn,
 )
@@ -56,6 +57,8 @@ DEFAULT_CONCURRENCY = 8
 
 PROGRAM = "instasent-async"
 _SHOWN_INPUT_ERRORS = 10
+# The engine's own default, shown in --help (not repeated here).
+_UNREACHABLE_FOR = inspect.signature(run_ingest).parameters["unreachable_for"].default
 _REQUIRED_CSV_COLUMNS: dict[str, tuple[str, ...]] = {
     "contacts": ("_user_id",),
     "events": ("_user_id", "_event_id", "_event_type"),
@@ -109,6 +112,13 @@ def register(commands: Any, access: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=DEFAULT_CONCURRENCY,
         help=f"batches in flight (default {DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--unreachable-for",
+        metavar="SECONDS",
+        type=positive_float,
+        help="stop when the API has been unreachable this long; the last lines then say "
+        f"how to resume (default {_UNREACHABLE_FOR:g})",
     )
     parser.add_argument(
         "--no-validate",
@@ -185,10 +195,11 @@ def _prepare_dead_letter(dead: str, source: str) -> None:
 
 
 async def _guarded(work: Awaitable[T]) -> tuple[T | None, BaseException | None]:
-    """``(result, None)``, or ``(None, error)`` for SDK errors and cancellation."""
+    """``(result, None)``, or ``(None, error)`` for SDK errors, cancellation and a dead
+    letter that could not be written (``OSError``)."""
     try:
         return await work, None
-    except (asyncio.CancelledError, InstasentError) as exc:
+    except (asyncio.CancelledError, InstasentError, OSError) as exc:
         return None, exc
 
 
@@ -236,6 +247,8 @@ class _Run:
                 options: dict[str, Any] = {}
                 if self.kind == "events":
                     options["require_event_id"] = args.require_event_id
+                if args.unreachable_for is not None:
+                    options["unreachable_for"] = args.unreachable_for
                 target = ds.contacts if self.kind == "contacts" else ds.events
                 with Interrupts("interrupted: letting in-flight batches finish") as interrupts:
                     report, error = await interrupts.run(
@@ -245,6 +258,7 @@ class _Run:
                                 concurrency=args.concurrency,
                                 on_progress=progress.update,
                                 dead_letter=args.dead_letter,
+                                locate=self.lines,
                                 **options,
                             )
                         )
@@ -326,17 +340,32 @@ class _Run:
 
     # --- after the run --------------------------------------------------------------------
 
-    def _finish(self, report: Any, error: BaseException | None) -> int:
+    def _finish(self, report: IngestReport | None, error: BaseException | None) -> int:
         args = self.args
         if report is not None:
             print_report(self.kind, report, locate=self.locate)
-            written = rejected_count(report) + failed_count(report)
+            written = report.rejected_count + report.failed_count
             if args.dead_letter and written:
                 say(f"dead letter: {written} item(s) written to {args.dead_letter}")
+            if any(
+                MISSING_EVENT_ID in entry.errors.get("_event_id", ()) for entry in report.rejected
+            ):
+                warn(
+                    "events without an _event_id were rejected before sending: "
+                    "--no-require-event-id sends them (their batches are then not retried)"
+                )
         if isinstance(error, asyncio.CancelledError):
             warn("interrupted: the report above is partial")
             self._hints(report, stopped_early=True)
             return EXIT_INTERRUPTED
+        if isinstance(error, OSError):
+            warn(
+                f"error: --dead-letter {args.dead_letter}: cannot write: "
+                f"{error.strerror or error}; the run stopped (free some space or name "
+                "another file)"
+            )
+            self._hints(report, stopped_early=True)
+            return EXIT_USAGE
         if error is not None:
             code = fail(error, self.access.base_url)
             self._hints(report, stopped_early=True)
@@ -358,19 +387,21 @@ class _Run:
         self._hints(report, stopped_early=False)
         return EXIT_REJECTED
 
-    def _hints(self, report: Any, *, stopped_early: bool) -> None:
+    def _hints(self, report: IngestReport | None, *, stopped_early: bool) -> None:
         """Print the exact commands that resume the run and resend its dead letter."""
         if report is None:
             return
         args = self.args
-        consumed: int = getattr(report, "consumed", report.total)
-        failed, rejected = failed_count(report), rejected_count(report)
+        consumed = report.consumed
+        failed, rejected = report.failed_count, report.rejected_count
         fresh = iter(_free_names(args.dead_letter, 2)) if args.dead_letter else None
         commands: list[tuple[str, str]] = []
         if failed and fresh is None:
             # Nothing kept the failed items: resume from the first of them (accepted
             # items after it are sent again, which upserts and _event_id make harmless).
-            first = min((entry.position for entry in report.failed), default=consumed)
+            # When the kept list is capped the first one is not known: start over.
+            known = len(report.failed) == failed
+            first = min((entry.position for entry in report.failed), default=0) if known else 0
             at = args.skip + min(first, consumed)
             what = f"to send the {failed} failed item(s) again, resume at record {at}"
             commands.append((what, self._command(skip=at)))
@@ -428,6 +459,8 @@ class _Run:
             words.append("--no-require-event-id")
         if not args.validate:
             words.append("--no-validate")
+        if args.unreachable_for is not None:
+            words += ["--unreachable-for", f"{args.unreachable_for:g}"]
         if dead_letter is not None:
             words += ["--dead-letter", dead_letter]
         if skip:

@@ -38,11 +38,9 @@ __all__ = [
     "TqdmProgress",
     "describe_error",
     "fail",
-    "failed_count",
     "make_progress",
     "missing_v1",
     "print_report",
-    "rejected_count",
     "say",
     "warn",
 ]
@@ -58,6 +56,7 @@ _SHOWN = 5  # rejected/failed items listed under a report
 _FLAGS = (
     ("pass allow_insecure=True", "pass --allow-insecure"),
     ("pass require_event_id=False", "pass --no-require-event-id"),
+    ("report.consumed says where to resume", "the lines below say how to resume"),
 )
 
 
@@ -74,26 +73,16 @@ def warn(text: str) -> None:
 # --- counts -------------------------------------------------------------------------------
 
 
-def rejected_count(report: Any) -> int:
-    """How many items the server rejected (exact, even when the kept list is capped)."""
-    return len(report.rejected)
-
-
-def failed_count(report: Any) -> int:
-    """How many items failed (exact, even when the kept list is capped)."""
-    return len(report.failed)
-
-
 def _waits(report: Any) -> str:
     # "paced": the governor spread requests out (normal, even far below the limit);
     # "429": the server answered Too Many Requests.
-    return f"{report.rate_limit_waits} paced, {getattr(report, 'rate_limited', 0)} answered 429"
+    return f"{report.rate_limit_waits} paced, {report.rate_limited} answered 429"
 
 
 def _counts(report: Any) -> str:
     return (
-        f"{report.accepted} accepted, {rejected_count(report)} rejected, "
-        f"{failed_count(report)} failed; requests: {_waits(report)}"
+        f"{report.accepted} accepted, {report.rejected_count} rejected, "
+        f"{report.failed_count} failed; requests: {_waits(report)}"
     )
 
 
@@ -150,7 +139,7 @@ class PlainProgress(Progress):
 
     def _state(self) -> tuple[int, int, int]:
         report = self._report
-        return (report.done, report.rate_limit_waits, getattr(report, "rate_limited", 0))
+        return (report.done, report.rate_limit_waits, report.rate_limited)
 
     def _print(self, now: float) -> None:
         report = self._report
@@ -194,9 +183,9 @@ class TqdmProgress(Progress):
     def update(self, report: Any) -> None:
         bar = self._bar
         bar.set_postfix_str(
-            f"ok={report.accepted} rejected={rejected_count(report)} "
-            f"failed={failed_count(report)} paced={report.rate_limit_waits} "
-            f"429={getattr(report, 'rate_limited', 0)}",
+            f"ok={report.accepted} rejected={report.rejected_count} "
+            f"failed={report.failed_count} paced={report.rate_limit_waits} "
+            f"429={report.rate_limited}",
             refresh=False,
         )
         bar.update(report.done - bar.n)
@@ -264,7 +253,7 @@ def print_report(
     then up to ``shown`` items of each kind, each named by ``locate(position)``
     (``FILE:LINE`` for a file).
     """
-    rejected, failed = rejected_count(report), failed_count(report)
+    rejected, failed = report.rejected_count, report.failed_count
     say(
         f"{label}: {report.total} items: {report.accepted} accepted, {rejected} rejected, "
         f"{failed} failed ({report.requests} requests, {report.retries} retries, "
@@ -307,10 +296,16 @@ def missing_v1(base_url: str | None) -> str | None:
 def describe_error(exc: BaseException, base_url: str | None = None) -> tuple[str, int]:
     """A message saying what went wrong and what to do next, and the exit code.
 
-    ``base_url`` is the one given (None for the default). Never shows the token.
+    ``base_url`` is the one given (None for the default). Never shows the token; names
+    the command line's flags where the SDK's message names a Python argument.
     """
+    message, code = _describe(exc, base_url)
+    return _with_flags(message), code
+
+
+def _describe(exc: BaseException, base_url: str | None) -> tuple[str, int]:
     if isinstance(exc, ConfigurationError):
-        return f"configuration error: {_with_flags(str(exc))}", EXIT_USAGE
+        return f"configuration error: {exc}", EXIT_USAGE
     if isinstance(exc, AuthenticationError):
         return (
             "token rejected (401): check the token (--token or INSTASENT_TOKEN), that it "
@@ -329,13 +324,13 @@ def describe_error(exc: BaseException, base_url: str | None = None) -> tuple[str
     if isinstance(exc, RateLimitError):
         return f"rate limited (429): {exc}; wait and run the command again", EXIT_API
     if isinstance(exc, APIStatusError):
-        return f"API error {_with_flags(str(exc))}", EXIT_API
+        return f"API error {exc}", EXIT_API
     if isinstance(exc, APIConnectionError):
         where = base_url or "the Instasent API"
         return f"cannot reach {where}: {exc}; check --base-url and the network", EXIT_API
     if isinstance(exc, AmbiguousOutcomeError):
         return f"outcome unknown: {exc}", EXIT_API
-    return f"{type(exc).__name__}: {_with_flags(str(exc))}", EXIT_API
+    return f"{type(exc).__name__}: {exc}", EXIT_API
 
 
 def fail(exc: BaseException, base_url: str | None = None) -> int:

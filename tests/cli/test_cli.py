@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+import itertools
 import json
 import os
 import queue
@@ -20,13 +21,14 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from instasent_async import IngestReport, RejectedItem
+from instasent_async import IngestReport, Instasent, RejectedItem, RetryPolicy
 from instasent_async.cli.access import resolve_access
 from instasent_async.cli.codes import (
     EXIT_API,
@@ -388,6 +390,7 @@ def test_ingest_rejections_exit_1_and_fill_the_dead_letter_file(
     items[3]["_email"] = "not-an-email"
     items[120] = {"_email": "x@example.com"}  # no _user_id
     path = write_ndjson(tmp_path / "contacts.ndjson", items)
+    path.write_text("\n\n" + path.read_text())  # two blank lines: item 3 is on line 6
     dead = tmp_path / "dead.ndjson"
     result = run(capsys, *ingest(server, "contacts", path, "--dead-letter", str(dead)))
     assert result.code == EXIT_REJECTED
@@ -397,7 +400,7 @@ def test_ingest_rejections_exit_1_and_fill_the_dead_letter_file(
     assert lines == [
         {
             "position": 3,
-            "line": None,
+            "line": 6,
             "status": 202,
             "errors": {"_email": ["Invalid format"]},
             "reason": None,
@@ -405,7 +408,7 @@ def test_ingest_rejections_exit_1_and_fill_the_dead_letter_file(
         },
         {
             "position": 120,
-            "line": None,
+            "line": 123,
             "status": 202,
             "errors": {"_user_id": ["This value should not be blank."]},
             "reason": None,
@@ -505,7 +508,10 @@ def test_validation_reports_several_bad_lines(
 
 
 def test_no_validate_sends_the_items_before_the_bad_line_only(
-    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    server: ThreadedFake,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     lines = [json.dumps({"_user_id": f"u{i}"}) for i in range(160)]
     lines[150] = '{"_user_id": "u150", broken'
@@ -516,6 +522,16 @@ def test_no_validate_sends_the_items_before_the_bad_line_only(
     assert f"{path}:151: invalid JSON" in result.err
     assert report_counts(result.out, "contacts") == (150, 150, 0, 0)
     assert sorted(c["_user_id"] for c in server.contacts()) == sorted(f"u{i}" for i in range(150))
+    # Once the line is fixed, the printed command sends the rest.
+    command = printed_commands(result.err)["to resume"]
+    assert command.endswith("--no-validate --skip 150")
+    lines[150] = '{"_user_id": "u150"}'
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setenv("INSTASENT_TOKEN", PRODUCT_TOKEN)
+    rest = run_printed(capsys, command)
+    assert rest.code == EXIT_OK, rest.text
+    assert report_counts(rest.out, "contacts") == (10, 10, 0, 0)
+    assert len(server.contacts()) == 160
 
 
 def test_missing_or_unrecognised_file_exits_2(
@@ -608,6 +624,65 @@ def test_progress_lines_go_to_stderr(
     )
     assert re.search(r"^contacts: 300/300 items \(100%\)", result.err, re.M)
     assert "items/s" not in result.out
+    # Pacing is not throttling: a quiet run against a roomy limit shows no 429.
+    assert "requests: " in result.err and " 0 answered 429" in result.err
+
+
+def test_progress_and_report_tell_429_answers_from_pacing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    fake = ThreadedFake(window=0.5)
+    fake.start()
+    try:
+        fake.call(lambda: fake.fake.fail_next(2, 429, path_contains="/stream/"))
+        path = write_ndjson(tmp_path / "c.ndjson", [{"_user_id": f"u{i}"} for i in range(300)])
+        args = ingest(fake, "contacts", path, "--concurrency", "1")
+        args.remove("--no-progress")
+        result = run(capsys, *args)
+        assert result.code == EXIT_OK, result.text
+        assert re.search(
+            r"^contacts: 300/300 items .*; requests: \d+ paced, 2 answered 429$", result.err, re.M
+        )
+        assert re.search(r"^contacts: 300 items: .* \d+ paced, 2 answered 429, ", result.out, re.M)
+    finally:
+        fake.stop()
+
+
+def test_failures_without_a_dead_letter_print_the_command_that_sends_them_again(
+    server: ThreadedFake,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    attempts = RetryPolicy().max_attempts
+    server.call(lambda: server.fake.fail_next(attempts, 503, path_contains="/stream/"))
+    path = write_ndjson(tmp_path / "c.ndjson", [{"_user_id": f"u{i}"} for i in range(300)])
+    result = run(capsys, *ingest(server, "contacts", path, "--concurrency", "1"))
+    assert result.code == EXIT_REJECTED
+    assert report_counts(result.out, "contacts") == (300, 200, 0, 100)
+    assert f"  {path}:1: failed: " in result.out
+    command = printed_commands(result.err)["to send"]
+    assert "to send the 100 failed item(s) again, resume at record 0:" in result.err
+    monkeypatch.setenv("INSTASENT_TOKEN", PRODUCT_TOKEN)
+    again = run_printed(capsys, command)
+    assert again.code == EXIT_OK, again.text
+    assert len(server.contacts()) == 300
+
+
+def test_a_dead_letter_that_cannot_be_written_stops_the_run_with_the_way_on(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    full = Path("/dev/full")  # every write fails: "No space left on device"
+    items = [{"_user_id": f"u{i}", "_email": f"u{i}@example.com"} for i in range(3000)]
+    items[3]["_email"] = "broken"
+    path = write_ndjson(tmp_path / "c.ndjson", items)
+    result = run(capsys, *ingest(server, "contacts", path, "--dead-letter", str(full)))
+    assert result.code == EXIT_USAGE
+    assert f"error: --dead-letter {full}: cannot write: No space left on device" in result.err
+    total, _, rejected, _ = report_counts(result.out, "contacts")
+    assert total < 3000 and rejected == 1
+    assert "to resume after the first " in result.err
+    assert "Traceback" not in result.err
 
 
 def test_rejections_name_the_file_and_line(
@@ -641,7 +716,8 @@ def test_events_without_event_id_name_the_flag_that_sends_them(
     result = run(capsys, *ingest(server, "events", path))
     assert result.code == EXIT_REJECTED
     assert f"{path}:2: rejected: _event_id: missing _event_id" in result.out
-    assert "--no-require-event-id" in result.out and "require_event_id=" not in result.out
+    assert "--no-require-event-id sends them" in result.err
+    assert "require_event_id=" not in result.text
     assert len(server.events()) == 1
     # With the flag the event is sent, and the server has the last word on it.
     sent = run(capsys, *ingest(server, "events", path, "--no-require-event-id"))
@@ -862,9 +938,13 @@ def test_exit_1_prints_the_command_that_resends_the_fixed_dead_letter(
 # --- progress displays --------------------------------------------------------------------
 
 
-def make_report(done: int, rejected: int = 0, waits: int = 0) -> IngestReport:
+def make_report(done: int, rejected: int = 0, waits: int = 0, throttled: int = 0) -> IngestReport:
     report = IngestReport(
-        total=done, accepted=done - rejected, rejected_count=rejected, rate_limit_waits=waits
+        total=done,
+        accepted=done - rejected,
+        rejected_count=rejected,
+        rate_limit_waits=waits,
+        rate_limited=throttled,
     )
     report.rejected.extend(RejectedItem({}, i, {"_": ["bad"]}) for i in range(rejected))
     return report
@@ -881,7 +961,7 @@ def test_plain_progress_prints_at_first_then_every_interval_and_at_close() -> No
     now[0] = 103.5
     progress.update(make_report(400, rejected=1, waits=3))
     now[0] = 104.0
-    progress.update(make_report(500, rejected=1, waits=3))
+    progress.update(make_report(500, rejected=1, waits=3, throttled=2))
     progress.close()
     progress.close()
     assert stream.getvalue().splitlines() == [
@@ -890,7 +970,7 @@ def test_plain_progress_prints_at_first_then_every_interval_and_at_close() -> No
         "events: 400/1000 items (40%), 114 items/s, 399 accepted, 1 rejected, 0 failed; "
         "requests: 3 paced, 0 answered 429",
         "events: 500/1000 items (50%), 125 items/s, 499 accepted, 1 rejected, 0 failed; "
-        "requests: 3 paced, 0 answered 429",
+        "requests: 3 paced, 2 answered 429",
     ]
 
 
@@ -1026,15 +1106,47 @@ def test_serve_fake_help_names_the_command(capsys: pytest.CaptureFixture[str]) -
     assert re.search(r"--batch-shape \{documented,activepieces\}\s+the body of 202/422", result.out)
 
 
+def printed_commands(err: str) -> dict[str, str]:
+    """The commands the CLI printed, by the first words of the line that leads them."""
+    lines = err.splitlines()
+    found = {}
+    for lead, command in itertools.pairwise(lines):
+        if lead.startswith("to ") and lead.endswith(":") and command.startswith("  "):
+            found[" ".join(lead.split()[:2])] = command.strip()
+    return found
+
+
+def sent_ids(server: ThreadedFake, since: int = 0) -> list[str]:
+    """The _user_ids of every ingested item the fake received, from request ``since`` on."""
+    requests = server.call(lambda: server.fake.requests)[since:]
+    return [
+        item["_user_id"]
+        for r in requests
+        if r.method == "POST" and "/stream/" in r.path and isinstance(r.json, list)
+        for item in r.json
+    ]
+
+
+def run_printed(capsys: pytest.CaptureFixture[str], command: str) -> Run:
+    argv = shlex.split(command)
+    assert argv[0] == "instasent-async"
+    return run(capsys, *argv[1:], "--no-progress")
+
+
 def test_ctrl_c_lets_in_flight_batches_finish_and_prints_the_partial_report(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake = ThreadedFake()
-    fake.fake.latency = 0.2  # every request takes 0.2 s: the ingestion lasts ~5 s
+    fake = ThreadedFake(rate_limit=None)
+    fake.fake.latency = 0.2  # every request takes 0.2 s: the ingestion lasts ~2.5 s
     fake.start()
     try:
-        path = write_ndjson(tmp_path / "c.ndjson", [{"_user_id": f"u{i}"} for i in range(20_000)])
+        path = write_ndjson(tmp_path / "c.ndjson", [{"_user_id": f"u{i}"} for i in range(5000)])
         dead = tmp_path / "dead.ndjson"
+        env = {
+            "INSTASENT_TOKEN": PRODUCT_TOKEN,
+            "INSTASENT_PROJECT": "proj_demo",
+            "INSTASENT_BASE_URL": fake.url,
+        }
         proc = Proc(
             "ingest",
             "contacts",
@@ -1045,13 +1157,9 @@ def test_ctrl_c_lets_in_flight_batches_finish_and_prints_the_partial_report(
             str(dead),
             "--concurrency",
             "4",
-            env={
-                "INSTASENT_TOKEN": PRODUCT_TOKEN,
-                "INSTASENT_PROJECT": "proj_demo",
-                "INSTASENT_BASE_URL": fake.url,
-            },
+            env=env,
         )
-        proc.wait_for("err", r"^contacts: \d+/20000 items")  # the first batch is done
+        proc.wait_for("err", r"^contacts: \d+/5000 items")  # the first batch is done
         proc.proc.send_signal(signal.SIGINT)
         assert proc.finish() == EXIT_INTERRUPTED
         out, err = proc.text("out"), proc.text("err")
@@ -1061,9 +1169,134 @@ def test_ctrl_c_lets_in_flight_batches_finish_and_prints_the_partial_report(
         # In-flight batches finished, so the report knows exactly what was stored.
         stored = len(fake.contacts())
         assert accepted == stored
-        assert 0 < stored < 20_000 and rejected == 0
+        assert 0 < stored < 5000 and rejected == 0
         assert total == accepted + failed and failed > 0
         assert len(dead.read_text().splitlines()) == failed
         assert PRODUCT_TOKEN not in out + err
+
+        # The last lines are the commands that finish the job; run them as printed.
+        commands = printed_commands(err)
+        consumed = int(re.findall(r"to resume after the first (\d+) records:", err)[0])
+        assert consumed == total
+        assert set(commands) == {"to resume", "to resend"}
+        assert f"--skip {consumed}" in commands["to resume"]
+        assert f"--resend {dead}" in commands["to resend"]
+        fake.call(lambda: setattr(fake.fake, "latency", 0.0))
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        before = len(fake.call(lambda: fake.fake.requests))
+        resumed = run_printed(capsys, commands["to resume"])
+        assert resumed.code == EXIT_OK, resumed.text
+        sent_by_resume = sent_ids(fake, before)
+        assert sorted(sent_by_resume) == sorted(f"u{i}" for i in range(consumed, 5000))
+        middle = len(fake.call(lambda: fake.fake.requests))
+        resent = run_printed(capsys, commands["to resend"])
+        assert resent.code == EXIT_OK, resent.text
+        assert len(sent_ids(fake, middle)) == failed  # exactly the dead letter's items
+        assert len(fake.contacts()) == 5000
     finally:
         fake.stop()
+
+
+def stored_user_ids(url: str) -> list[str]:
+    """Every contact the API at ``url`` holds, read through the SDK."""
+
+    async def scroll() -> list[str]:
+        everyone = {"version": "0.0.1", "root": {"type": "group", "join": "and", "children": []}}
+        async with Instasent(PRODUCT_TOKEN, project="proj_demo", base_url=url) as client:
+            return [c.user_id async for c in client.audience.scroll(everyone, page_size=100)]
+
+    return asyncio.run(scroll())
+
+
+def start_fake_process(port: int) -> tuple[Proc, str]:
+    """``serve-fake`` in its own process (so stopping it is a real "server gone")."""
+    fake = Proc(
+        "serve-fake",
+        "--port",
+        str(port),
+        "--product-token",
+        PRODUCT_TOKEN,
+        "--rate-limit",
+        "none",
+        "--latency",
+        "0.05",
+    )
+    url = fake.wait_for("out", r"listening on (\S+)").group(1)
+    fake.wait_for("out", "Ctrl-C")
+    return fake, url
+
+
+def test_a_run_stops_when_the_server_is_gone_and_resumes_exactly_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port("127.0.0.1")
+    fake, url = start_fake_process(port)
+    path = write_ndjson(tmp_path / "c.ndjson", [{"_user_id": f"u{i}"} for i in range(3000)])
+    dead = tmp_path / "dead.ndjson"
+    env = {"INSTASENT_TOKEN": PRODUCT_TOKEN, "INSTASENT_PROJECT": "proj_demo"}
+    try:
+        proc = Proc(
+            "ingest",
+            "contacts",
+            str(path),
+            "--datasource",
+            "ds_demo",
+            "--base-url",
+            url,
+            "--dead-letter",
+            str(dead),
+            "--concurrency",
+            "2",
+            "--unreachable-for",
+            "1",
+            env=env,
+        )
+        proc.wait_for("err", r"^contacts: \d+/3000 items")  # under way
+        fake.proc.kill()  # the server is gone, mid-run
+        gone = time.monotonic()
+        assert fake.finish() != 0
+        code = proc.finish()
+        stopped_after = time.monotonic() - gone
+        out, err = proc.text("out"), proc.text("err")
+        assert code == EXIT_API, out + err
+        assert f"cannot reach {url}: the API was unreachable for" in err
+        assert "--base-url" in err and "report.consumed" not in err
+        total, accepted, rejected, failed = report_counts(out, "contacts")
+        # It stopped reading: the items never read are not in the report.
+        assert total < 3000 and rejected == 0 and failed > 0
+        assert len(dead.read_text().splitlines()) == failed
+        # Within the configured time: one second unreachable, then the retries of the
+        # batches in flight (the default policy sleeps at most 0.5 + 1 + 2 s each).
+        retries = RetryPolicy()
+        chain = sum(
+            min(retries.backoff_max, retries.backoff_base * 2**i)
+            for i in range(retries.max_attempts - 1)
+        )
+        assert stopped_after < 1 + 2 * chain, stopped_after
+
+        commands = printed_commands(err)
+        consumed = int(re.findall(r"to resume after the first (\d+) records:", err)[0])
+        assert set(commands) == {"to resume", "to resend"}
+        assert "--unreachable-for 1" in commands["to resume"]
+        assert PRODUCT_TOKEN not in out + err
+        # A new server on the same address: resume sends exactly the records not yet
+        # consumed, the dead letter exactly the failed ones.
+        fake, url = start_fake_process(port)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        resumed = run_printed(capsys, commands["to resume"])
+        assert resumed.code == EXIT_OK, resumed.text
+        assert report_counts(resumed.out, "contacts") == (3000 - consumed,) * 2 + (0, 0)
+        assert sorted(stored_user_ids(url)) == sorted(f"u{i}" for i in range(consumed, 3000))
+        resent = run_printed(capsys, commands["to resend"])
+        assert resent.code == EXIT_OK, resent.text
+        assert report_counts(resent.out, "contacts") == (failed, failed, 0, 0)
+        resent_ids = set(stored_user_ids(url)) - {f"u{i}" for i in range(consumed, 3000)}
+        assert len(resent_ids) == failed
+        assert resent_ids | {f"u{i}" for i in range(accepted + failed)} == {
+            f"u{i}" for i in range(accepted + failed)
+        }
+    finally:
+        fake.proc.send_signal(signal.SIGINT)
+        fake.finish()
