@@ -13,7 +13,7 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, Literal, TextIO, TypeVar
 
 from yarl import URL
@@ -251,7 +251,8 @@ def print_report(
 
     The first line reads ``LABEL: T items: A accepted, R rejected, F failed (...)``;
     then up to ``shown`` items of each kind, each named by ``locate(position)``
-    (``FILE:LINE`` for a file).
+    (``FILE:LINE`` for a file); consecutive items that failed for the same reason
+    (a whole batch) share one line.
     """
     rejected, failed = report.rejected_count, report.failed_count
     say(
@@ -265,10 +266,29 @@ def print_report(
         say(f"  {locate(entry.position)}: rejected: {errors}", file=file)
     if rejected > shown > 0:
         say(f"  ... and {rejected - shown} more rejected", file=file)
-    for entry in report.failed[:shown]:
-        say(f"  {locate(entry.position)}: failed: {_with_flags(entry.reason)}", file=file)
-    if failed > shown > 0:
-        say(f"  ... and {failed - shown} more failed", file=file)
+    listed = 0
+    for lines, (first, count, reason) in enumerate(_runs(report.failed)):
+        if lines >= shown:
+            break
+        more = f" (and the {count - 1} after it)" if count > 1 else ""
+        say(f"  {locate(first)}{more}: failed: {_with_flags(reason)}", file=file)
+        listed += count
+    if failed > listed and shown > 0:
+        say(f"  ... and {failed - listed} more failed", file=file)
+
+
+def _runs(failed: Iterable[Any]) -> Iterator[tuple[int, int, str]]:
+    """``(first position, count, reason)`` for each run of consecutive items failed alike."""
+    run: list[Any] | None = None  # [first, count, reason]
+    for entry in failed:
+        if run is not None and entry.reason == run[2] and entry.position == run[0] + run[1]:
+            run[1] += 1
+            continue
+        if run is not None:
+            yield run[0], run[1], run[2]
+        run = [entry.position, 1, entry.reason]
+    if run is not None:
+        yield run[0], run[1], run[2]
 
 
 # --- errors -------------------------------------------------------------------------------

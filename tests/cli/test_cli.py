@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from instasent_async import IngestReport, Instasent, RejectedItem, RetryPolicy
+from instasent_async import FailedItem, IngestReport, Instasent, RejectedItem, RetryPolicy
 from instasent_async.cli.access import resolve_access
 from instasent_async.cli.codes import (
     EXIT_API,
@@ -38,7 +38,13 @@ from instasent_async.cli.codes import (
     EXIT_USAGE,
 )
 from instasent_async.cli.main import build_parser, main
-from instasent_async.cli.output import PlainProgress, Progress, TqdmProgress, make_progress
+from instasent_async.cli.output import (
+    PlainProgress,
+    Progress,
+    TqdmProgress,
+    make_progress,
+    print_report,
+)
 from instasent_async.testing import FakeInstasent
 
 T = TypeVar("T")
@@ -660,7 +666,7 @@ def test_failures_without_a_dead_letter_print_the_command_that_sends_them_again(
     result = run(capsys, *ingest(server, "contacts", path, "--concurrency", "1"))
     assert result.code == EXIT_REJECTED
     assert report_counts(result.out, "contacts") == (300, 200, 0, 100)
-    assert f"  {path}:1: failed: " in result.out
+    assert f"  {path}:1 (and the 99 after it): failed: " in result.out
     command = printed_commands(result.err)["to send"]
     assert "to send the 100 failed item(s) again, resume at record 0:" in result.err
     monkeypatch.setenv("INSTASENT_TOKEN", PRODUCT_TOKEN)
@@ -948,6 +954,21 @@ def make_report(done: int, rejected: int = 0, waits: int = 0, throttled: int = 0
     )
     report.rejected.extend(RejectedItem({}, i, {"_": ["bad"]}) for i in range(rejected))
     return report
+
+
+def test_report_lists_a_failed_batch_on_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    report = make_report(0)
+    report.failed.extend(FailedItem({}, i, "timeout") for i in range(10, 110))
+    report.failed.append(FailedItem({}, 110, "not sent"))
+    report.failed.extend(FailedItem({}, i, "timeout") for i in (200, 300))
+    report.total = report.failed_count = len(report.failed)
+    print_report("events", report, locate=lambda position: f"e.ndjson:{position + 2}", shown=3)
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "  e.ndjson:12 (and the 99 after it): failed: timeout",
+        "  e.ndjson:112: failed: not sent",
+        "  e.ndjson:202: failed: timeout",
+        "  ... and 1 more failed",
+    ]
 
 
 def test_plain_progress_prints_at_first_then_every_interval_and_at_close() -> None:
