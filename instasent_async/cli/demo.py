@@ -33,6 +33,7 @@ from ._demo_data import (
 )
 from .argtypes import count, positive_float, positive_int
 from .codes import EXIT_API, EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED
+from .ingest import engine_default
 from .output import (
     Interrupts,
     describe_error,
@@ -56,20 +57,23 @@ def register(commands: Any) -> None:
         "set (with a few invalid items planted on purpose) under a scaled-down rate limit, "
         "scroll a segment, send a direct SMS and say where the code of each step lives.",
     )
-    parser.add_argument("--contacts", type=count, default=20_000, help="default 20000")
-    parser.add_argument("--events", type=count, default=100_000, help="default 100000")
-    parser.add_argument("--seed", type=int, default=7, help="data set seed (default 7)")
+    defaults = {name: p.default for name, p in inspect.signature(run_demo).parameters.items()}
+    parser.set_defaults(**{k: v for k, v in defaults.items() if k != "progress"})
+    parser.add_argument("--contacts", type=count, help="default %(default)s")
+    parser.add_argument("--events", type=count, help="default %(default)s")
+    parser.add_argument("--seed", type=int, help="data set seed (default %(default)s)")
     parser.add_argument(
         "--rate-limit",
         type=positive_int,
-        default=250,
-        help="fake server requests per window per bucket (default 250)",
+        help="fake server requests per window per bucket (default %(default)s)",
     )
     parser.add_argument(
-        "--window", type=positive_float, default=1.0, help="rate-limit window, s (default 1)"
+        "--window", type=positive_float, help="rate-limit window, s (default %(default)s)"
     )
     parser.add_argument(
-        "--concurrency", type=positive_int, default=8, help="batches in flight (default 8)"
+        "--concurrency",
+        type=positive_int,
+        help=f"batches in flight (default {engine_default('concurrency')})",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress display")
     parser.set_defaults(run=run)
@@ -149,14 +153,13 @@ async def _ingest(
     target: Any,
     items: Iterator[dict[str, Any]],
     total: int,
-    concurrency: int,
+    concurrency: int | None,
     progress: bool,
 ) -> Any:
     display = make_progress(label, total, style="auto" if progress else "none")
+    options = {} if concurrency is None else {"concurrency": concurrency}
     try:
-        return await interrupts.run(
-            target.ingest(items, concurrency=concurrency, on_progress=display.update)
-        )
+        return await interrupts.run(target.ingest(items, on_progress=display.update, **options))
     except asyncio.CancelledError as exc:
         display.close()
         report = getattr(exc, "report", None)
@@ -174,7 +177,7 @@ async def run_demo(
     seed: int = 7,
     rate_limit: int = 250,
     window: float = 1.0,
-    concurrency: int = 8,
+    concurrency: int | None = None,
     progress: bool = True,
 ) -> int:
     """Run the demo and print what it does; return the exit code.

@@ -48,17 +48,20 @@ from .output import (
     warn,
 )
 
-__all__ = ["DEFAULT_CONCURRENCY", "register", "run"]
+__all__ = ["engine_default", "register", "run"]
 
 T = TypeVar("T")
 
-DEFAULT_CONCURRENCY = 8
-"""Batches in flight when ``--concurrency`` is not given."""
-
 PROGRAM = "instasent-async"
 _SHOWN_INPUT_ERRORS = 10
-# The engine's own default, shown in --help (not repeated here).
-_UNREACHABLE_FOR = inspect.signature(run_ingest).parameters["unreachable_for"].default
+
+
+def engine_default(option: str) -> Any:
+    """The bulk engine's default for ``option`` (shown in --help; an option left out
+    of the command line is left out of the call, so the engine's default applies)."""
+    return inspect.signature(run_ingest).parameters[option].default
+
+
 _REQUIRED_CSV_COLUMNS: dict[str, tuple[str, ...]] = {
     "contacts": ("_user_id",),
     "events": ("_user_id", "_event_id", "_event_type"),
@@ -110,15 +113,14 @@ def register(commands: Any, access: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--concurrency",
         type=positive_int,
-        default=DEFAULT_CONCURRENCY,
-        help=f"batches in flight (default {DEFAULT_CONCURRENCY})",
+        help=f"batches in flight (default {engine_default('concurrency')})",
     )
     parser.add_argument(
         "--unreachable-for",
         metavar="SECONDS",
         type=positive_float,
         help="stop when the API has been unreachable this long; the last lines then say "
-        f"how to resume (default {_UNREACHABLE_FOR:g})",
+        f"how to resume (default {engine_default('unreachable_for'):g})",
     )
     parser.add_argument(
         "--no-validate",
@@ -247,15 +249,15 @@ class _Run:
                 options: dict[str, Any] = {}
                 if self.kind == "events":
                     options["require_event_id"] = args.require_event_id
-                if args.unreachable_for is not None:
-                    options["unreachable_for"] = args.unreachable_for
+                for option in ("concurrency", "unreachable_for"):
+                    if getattr(args, option) is not None:
+                        options[option] = getattr(args, option)
                 target = ds.contacts if self.kind == "contacts" else ds.events
                 with Interrupts("interrupted: letting in-flight batches finish") as interrupts:
                     report, error = await interrupts.run(
                         _guarded(
                             target.ingest(
                                 self._items(),
-                                concurrency=args.concurrency,
                                 on_progress=progress.update,
                                 dead_letter=args.dead_letter,
                                 locate=self.lines,
@@ -449,7 +451,7 @@ class _Run:
             words.append("--allow-insecure")
         if resend is None and args.format is not None:
             words += ["--format", args.format]
-        if args.concurrency != DEFAULT_CONCURRENCY:
+        if args.concurrency is not None:
             words += ["--concurrency", str(args.concurrency)]
         for column in args.json_column or ():
             words += ["--json-column", column]

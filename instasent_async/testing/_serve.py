@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import ipaddress
 import signal
 import sys
@@ -87,20 +88,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (::1 for IPv6)")
     parser.add_argument("--port", type=int, default=8080, help="default: 8080; 0 picks a free port")
     parser.add_argument("--allow-public", action="store_true", help="allow a non-loopback --host")
+    fake = {name: p.default for name, p in inspect.signature(FakeInstasent).parameters.items()}
     parser.add_argument(
-        "--rate-limit", type=_rate_limit, default=600, help="per window per bucket, or none"
+        "--rate-limit",
+        type=_rate_limit,
+        default=fake["rate_limit"],
+        help="requests per window per bucket, or none (default %(default)s)",
     )
-    parser.add_argument("--window", type=float, default=60.0, help="window in seconds")
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=fake["window"],
+        help="rate-limit window in seconds (default %(default)s)",
+    )
     parser.add_argument(
         "--batch-shape",
         choices=("documented", "activepieces"),
-        default="documented",
+        default=fake["batch_shape"],
         help="the body of 202/422 answers to ingest batches: 'documented' (the API "
         "reference's shape, default) or 'activepieces' (the other shape seen in the wild); "
         "the SDK reads both",
     )
     parser.add_argument(
-        "--clock-offset", type=float, default=0.0, help="seconds added to the server clock"
+        "--clock-offset",
+        type=float,
+        default=fake["clock_offset"],
+        help="seconds added to the server clock",
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     parser.add_argument("--no-seed", action="store_true", help="start with no demo data")
