@@ -236,6 +236,8 @@ class _Run:
                     warn("warning: this token cannot read the datasource info (403); trying anyway")
                 if self.fmt == "csv" and self.kind == "contacts" and not args.csv_strings:
                     self.converters = await self._fetch_converters(ds)
+                if self.fmt == "dead-letter" and not args.resend:
+                    warn(f"{self.name} is a dead letter: its items are sent again")
                 total: int | None = None
                 if args.validate and self.path != STDIN:
                     checked = self._check()

@@ -890,6 +890,9 @@ def test_a_dead_letter_file_is_resent(
     extra = ["--resend"] if how == "--resend" else []
     result = run(capsys, *ingest(server, "contacts", dead, *extra))
     assert result.code == EXIT_OK, result.text
+    assert (f"{dead} is a dead letter: its items are sent again" in result.err) == (
+        how == "detected"
+    )
     assert report_counts(result.out, "contacts") == (2, 2, 0, 0)
     stored = {c["_user_id"]: c for c in server.contacts()}
     assert set(stored) == {"u4", "u9"} and stored["u4"]["_email"] == "u4@example.com"
