@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 __all__ = ["count", "positive_float", "positive_int"]
+
+N = TypeVar("N", int, float)
+
+
+def _number(text: str, parse: Callable[[str], N], fits: Callable[[N], bool], what: str) -> N:
+    try:
+        value = parse(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not fits(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+    return value
 
 
 def count(text: str) -> int:
@@ -14,13 +28,9 @@ def count(text: str) -> int:
     Raises:
         argparse.ArgumentTypeError: not a whole number, or negative.
     """
-    try:
-        value = int(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
+    return _number(
+        text.replace("_", "").replace(",", ""), int, lambda v: v >= 0, "a number, 0 or more"
+    )
 
 
 def positive_int(text: str) -> int:
@@ -29,13 +39,7 @@ def positive_int(text: str) -> int:
     Raises:
         argparse.ArgumentTypeError: not a whole number, or below 1.
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+    return _number(text, int, lambda v: v >= 1, "a positive integer")
 
 
 def positive_float(text: str) -> float:
@@ -44,10 +48,4 @@ def positive_float(text: str) -> float:
     Raises:
         argparse.ArgumentTypeError: not a number, not above 0, or infinite.
     """
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+    return _number(text, float, lambda v: v > 0 and not math.isinf(v), "a positive number")
