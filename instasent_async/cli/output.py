@@ -28,6 +28,7 @@ from ..errors import (
     PermissionDeniedError,
     RateLimitError,
 )
+from ..models import FailedItem, IngestReport
 from .codes import EXIT_API, EXIT_USAGE
 
 __all__ = [
@@ -55,7 +56,6 @@ _SHOWN = 5  # rejected/failed items listed under a report
 # Python arguments an SDK message may name, and the flag that sets them here.
 _FLAGS = (
     ("pass allow_insecure=True", "pass --allow-insecure"),
-    ("pass require_event_id=False", "pass --no-require-event-id"),
     ("report.consumed says where to resume", "the lines below say how to resume"),
 )
 
@@ -73,13 +73,13 @@ def warn(text: str) -> None:
 # --- counts -------------------------------------------------------------------------------
 
 
-def _waits(report: Any) -> str:
+def _waits(report: IngestReport) -> str:
     # "paced": the governor spread requests out (normal, even far below the limit);
     # "429": the server answered Too Many Requests.
     return f"{report.rate_limit_waits} paced, {report.rate_limited} answered 429"
 
 
-def _counts(report: Any) -> str:
+def _counts(report: IngestReport) -> str:
     return (
         f"{report.accepted} accepted, {report.rejected_count} rejected, "
         f"{report.failed_count} failed; requests: {_waits(report)}"
@@ -96,7 +96,7 @@ class Progress:
     live ``IngestReport`` after every batch); ``close()`` ends the display.
     """
 
-    def update(self, report: Any) -> None:
+    def update(self, report: IngestReport) -> None:
         """Show the state of ``report`` (``done``, ``accepted``, ``rejected``...)."""
 
     def close(self) -> None:
@@ -126,25 +126,24 @@ class PlainProgress(Progress):
         self._clock = clock
         self._started = clock()
         self._last = -math.inf
-        self._report: Any = None
+        self._report: IngestReport | None = None
         self._shown: tuple[int, int, int] | None = None
         self._closed = False
 
-    def update(self, report: Any) -> None:
+    def update(self, report: IngestReport) -> None:
         self._report = report
         now = self._clock()
         if now - self._last >= self.interval:
             self._last = now
-            self._print(now)
+            self._print(report, now)
 
-    def _state(self) -> tuple[int, int, int]:
-        report = self._report
+    @staticmethod
+    def _state(report: IngestReport) -> tuple[int, int, int]:
         return (report.done, report.rate_limit_waits, report.rate_limited)
 
-    def _print(self, now: float) -> None:
-        report = self._report
+    def _print(self, report: IngestReport, now: float) -> None:
         done = report.done
-        self._shown = self._state()
+        self._shown = self._state(report)
         elapsed = max(now - self._started, 1e-9)
         if self.total:
             where = f"{done}/{self.total} items ({100 * done / self.total:.0f}%)"
@@ -160,8 +159,9 @@ class PlainProgress(Progress):
         if self._closed:
             return
         self._closed = True
-        if self._report is not None and self._shown != self._state():
-            self._print(self._clock())
+        report = self._report
+        if report is not None and self._shown != self._state(report):
+            self._print(report, self._clock())
 
 
 class TqdmProgress(Progress):
@@ -180,7 +180,7 @@ class TqdmProgress(Progress):
         )
         self._closed = False
 
-    def update(self, report: Any) -> None:
+    def update(self, report: IngestReport) -> None:
         bar = self._bar
         bar.set_postfix_str(
             f"ok={report.accepted} rejected={report.rejected_count} "
@@ -241,7 +241,7 @@ def _errors_text(errors: dict[str, list[str]]) -> str:
 
 def print_report(
     label: str,
-    report: Any,
+    report: IngestReport,
     *,
     locate: Locator = _position,
     shown: int = _SHOWN,
@@ -277,18 +277,18 @@ def print_report(
         say(f"  ... and {failed - listed} more failed", file=file)
 
 
-def _runs(failed: Iterable[Any]) -> Iterator[tuple[int, int, str]]:
+def _runs(failed: Iterable[FailedItem]) -> Iterator[tuple[int, int, str]]:
     """``(first position, count, reason)`` for each run of consecutive items failed alike."""
-    run: list[Any] | None = None  # [first, count, reason]
+    first, count, reason = 0, 0, ""
     for entry in failed:
-        if run is not None and entry.reason == run[2] and entry.position == run[0] + run[1]:
-            run[1] += 1
+        if count and entry.reason == reason and entry.position == first + count:
+            count += 1
             continue
-        if run is not None:
-            yield run[0], run[1], run[2]
-        run = [entry.position, 1, entry.reason]
-    if run is not None:
-        yield run[0], run[1], run[2]
+        if count:
+            yield first, count, reason
+        first, count, reason = entry.position, 1, entry.reason
+    if count:
+        yield first, count, reason
 
 
 # --- errors -------------------------------------------------------------------------------
