@@ -300,6 +300,7 @@ def _looks_like_dead_letter(value: Any) -> bool:
         and "position" in value
         and isinstance(value.get("item"), dict)
         and not _DEAD_LETTER_KEYS.isdisjoint(value)
+        and "_user_id" not in value  # a contact or an event, whatever else it holds
     )
 
 
@@ -324,7 +325,8 @@ def is_dead_letter(path: str | os.PathLike[str]) -> bool:
     """True when the first non-blank line of the NDJSON file ``path`` is a dead-letter line.
 
     A dead-letter line is an object with ``position``, an ``item`` object and one of
-    ``errors``, ``reason`` or ``status`` (what ``ingest(dead_letter=...)`` writes).
+    ``errors``, ``reason`` or ``status``, and no ``_user_id`` of its own (what
+    ``ingest(dead_letter=...)`` writes).
     Standard input is never sniffed (its first line would be consumed).
 
     Raises:

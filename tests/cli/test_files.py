@@ -359,6 +359,8 @@ def test_a_dead_letter_file_is_recognised_and_its_items_are_read(tmp_path: Path)
     ]
     plain = write(tmp_path, "c.ndjson", '{"_user_id": "u1", "position": 1}\n')
     assert not is_dead_letter(plain)
+    look_alike = {"_user_id": "u1", "position": 2, "status": "vip", "item": {"sku": "A"}}
+    assert not is_dead_letter(write(tmp_path, "l.ndjson", json.dumps(look_alike) + "\n"))
     assert not is_dead_letter(write(tmp_path, "empty.ndjson", ""))
     assert not is_dead_letter("-")
 
