@@ -1,0 +1,360 @@
+"""The Redis store's scripts against a real redis-server: leases, answers, 429s, give-back."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from instasent_async import ConfigurationError
+from instasent_async._redis_store import Observation, RedisBucketStore, StoreUnavailable
+
+BUCKET = "test:rl:0123456789ab:org:default"
+WINDOW = 2_000_000_000.0  # a window id: the epoch the window resets at
+
+
+def seen(
+    remaining: int, window: float = WINDOW, limit: int = 50, ends_in: float = 2.0
+) -> Observation:
+    return Observation(
+        window=window, tolerance=0.0, ends_in=ends_in, remaining=remaining, limit=limit
+    )
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[RedisBucketStore]:
+    s = RedisBucketStore(redis_url, prefix="test")
+    try:
+        yield s
+    finally:
+        await s.aclose()
+
+
+async def open_window(store: RedisBucketStore, remaining: int = 50, limit: int = 50) -> None:
+    """Take the first probe and answer it: the window is known with ``remaining`` left."""
+    lease = await store.lease(BUCKET, 1)
+    assert lease.probe
+    await store.observe(BUCKET, seen(remaining, limit=limit), ended_probe=True)
+
+
+async def shift(raw: Any, field: str, seconds: float) -> None:
+    """Move a stored server time (ms) by ``seconds``: the store's clock is Redis's own."""
+    value = await raw.hget(BUCKET, field)
+    await raw.hset(BUCKET, field, str(int(float(value)) + int(seconds * 1000)))
+
+
+# -- probes and leases ----------------------------------------------------------------------
+
+
+async def test_unknown_bucket_sends_one_probe_and_others_wait_for_its_answer(
+    redis_url: str, store: RedisBucketStore
+) -> None:
+    other = RedisBucketStore(redis_url, prefix="test")
+    try:
+        first = await store.lease(BUCKET, 8)
+        assert (first.granted, first.reason) == (1, "probe")
+        waiting = await other.lease(BUCKET, 8)
+        assert (waiting.granted, waiting.reason) == (0, "probing")
+        assert 0 < waiting.retry_in <= 0.05
+        await store.observe(BUCKET, seen(49), ended_probe=True)
+        after = await other.lease(BUCKET, 8)
+        assert after.reason == "granted"
+        assert after.granted == 4  # a tenth of the 49 left, rounded down
+        assert after.left == 45
+        assert after.window == WINDOW
+        assert 1.9 < after.valid_for <= 2.0
+    finally:
+        await other.aclose()
+
+
+async def test_a_probe_whose_holder_went_silent_passes_to_another_after_its_ttl(
+    redis_url: str, store: RedisBucketStore, redis_raw: Any
+) -> None:
+    other = RedisBucketStore(redis_url, prefix="test")
+    try:
+        assert (await store.lease(BUCKET, 1)).probe
+        assert (await other.lease(BUCKET, 1)).reason == "probing"
+        await shift(redis_raw, "pu", -10)
+        assert (await other.lease(BUCKET, 1)).probe
+    finally:
+        await other.aclose()
+
+
+async def test_a_lease_takes_at_most_its_share_of_what_is_left_and_at_least_one(
+    store: RedisBucketStore,
+) -> None:
+    await open_window(store, remaining=50)
+    sizes = []
+    for _ in range(20):
+        lease = await store.lease(BUCKET, 16)
+        if not lease.granted:
+            break
+        sizes.append(lease.granted)
+    assert sizes[:4] == [5, 4, 4, 3]  # floor(left / 10): 50, 45, 41, 37
+    assert sizes[-1] == 1
+    assert sum(sizes) <= 50
+
+
+async def test_a_lease_never_takes_more_than_wanted(store: RedisBucketStore) -> None:
+    await open_window(store, remaining=50)
+    lease = await store.lease(BUCKET, 2)
+    assert (lease.granted, lease.left) == (2, 48)
+
+
+async def test_concurrent_leases_from_many_processes_never_hand_out_more_than_is_left(
+    redis_url: str,
+) -> None:
+    stores = [RedisBucketStore(redis_url, prefix="test", lease_share=0.5) for _ in range(12)]
+    try:
+        await open_window(stores[0], remaining=97, limit=100)
+
+        async def drain(s: RedisBucketStore) -> int:
+            total = 0
+            while True:
+                lease = await s.lease(BUCKET, 16)
+                if lease.reason == "empty":
+                    return total
+                total += lease.granted
+
+        totals = await asyncio.gather(*(drain(s) for s in stores for _ in range(4)))
+        assert sum(totals) == 97
+        lease = await stores[1].lease(BUCKET, 1)
+        assert (lease.granted, lease.reason, lease.left) == (0, "empty", 0)
+        assert 0 < lease.retry_in <= 2.0
+    finally:
+        for s in stores:
+            await s.aclose()
+
+
+# -- answers --------------------------------------------------------------------------------
+
+
+async def test_in_one_window_the_lowest_count_wins_and_a_higher_one_changes_nothing(
+    store: RedisBucketStore,
+) -> None:
+    await open_window(store, remaining=40)
+    assert await store.observe(BUCKET, seen(45)) == 40  # arrived late or out of order
+    assert await store.observe(BUCKET, seen(30)) == 30  # someone outside the fleet spent
+    assert await store.observe(BUCKET, seen(10, window=WINDOW - 2)) == 30  # an older window
+
+
+async def test_a_lease_folds_the_answer_it_carries_before_granting(
+    store: RedisBucketStore,
+) -> None:
+    await open_window(store, remaining=50)
+    lease = await store.lease(BUCKET, 16, seen(20))
+    assert (lease.granted, lease.left) == (2, 18)
+
+
+async def test_a_newer_window_replaces_the_old_one_and_the_window_rolls_on_the_server_clock(
+    store: RedisBucketStore, redis_raw: Any
+) -> None:
+    await open_window(store, remaining=10)
+    await store.observe(BUCKET, seen(48, window=WINDOW + 2))
+    assert await redis_raw.hget(BUCKET, "len") == "2"
+    lease = await store.lease(BUCKET, 16)
+    assert (lease.window, lease.granted, lease.left) == (WINDOW + 2, 4, 44)
+    # The window ends (on the server's clock): the next lease opens the following one
+    # at the full limit, without a probe.
+    await shift(redis_raw, "dl", -2.5)
+    lease = await store.lease(BUCKET, 16)
+    assert lease.reason == "granted"
+    assert lease.window == WINDOW + 4
+    assert (lease.granted, lease.left, lease.limit) == (5, 45, 50)
+
+
+async def test_a_window_of_unknown_length_is_probed_again_when_it_ends(
+    store: RedisBucketStore, redis_raw: Any
+) -> None:
+    await open_window(store, remaining=10)
+    await shift(redis_raw, "dl", -2.5)
+    assert (await store.lease(BUCKET, 16)).probe
+
+
+async def test_a_limit_that_changes_applies_from_the_next_window(
+    store: RedisBucketStore, redis_raw: Any
+) -> None:
+    await open_window(store, remaining=50)
+    await store.observe(BUCKET, seen(49, window=WINDOW + 2))
+    await store.observe(BUCKET, seen(9, window=WINDOW + 2, limit=10))
+    await shift(redis_raw, "dl", -2.5)
+    lease = await store.lease(BUCKET, 16)
+    assert (lease.granted, lease.left, lease.limit) == (1, 9, 10)
+
+
+# -- 429s -----------------------------------------------------------------------------------
+
+
+async def test_a_429_closes_the_bucket_for_everyone_then_one_probe_goes(
+    redis_url: str, store: RedisBucketStore, redis_raw: Any
+) -> None:
+    other = RedisBucketStore(redis_url, prefix="test")
+    try:
+        await open_window(store, remaining=50)
+        assert await store.close_bucket(BUCKET, 1.5, WINDOW) == pytest.approx(1.5, abs=0.01)
+        closed = await other.lease(BUCKET, 4)
+        assert (closed.granted, closed.reason, closed.left) == (0, "closed", 0)
+        assert 1.4 < closed.retry_in <= 1.5
+        # A shorter closure never shortens the one in place.
+        assert await other.close_bucket(BUCKET, 0.1) > 1.4
+        await shift(redis_raw, "cu", -2)
+        probe = await other.lease(BUCKET, 4)
+        assert (probe.granted, probe.reason) == (1, "probe")
+        assert (await store.lease(BUCKET, 4)).reason == "probing"
+        await other.observe(BUCKET, seen(30, window=WINDOW + 2), ended_probe=True)
+        assert (await store.lease(BUCKET, 4)).granted == 3
+    finally:
+        await other.aclose()
+
+
+async def test_a_429_of_another_window_leaves_the_current_count_alone(
+    store: RedisBucketStore, redis_raw: Any
+) -> None:
+    await open_window(store, remaining=50)
+    await store.close_bucket(BUCKET, 0.5, WINDOW - 2)
+    assert await redis_raw.hget(BUCKET, "left") == "50"
+
+
+# -- give-back and expiry -------------------------------------------------------------------
+
+
+async def test_unused_permits_go_back_to_their_window_while_it_lasts(
+    store: RedisBucketStore, redis_raw: Any
+) -> None:
+    await open_window(store, remaining=50)
+    lease = await store.lease(BUCKET, 16)
+    assert lease.left == 45
+    assert await store.give_back(BUCKET, WINDOW, 3) == 3
+    assert await redis_raw.hget(BUCKET, "left") == "48"
+    assert await store.give_back(BUCKET, WINDOW - 2, 2) == 0  # a window that is over
+    await shift(redis_raw, "dl", -3)
+    assert await store.give_back(BUCKET, WINDOW, 2) == 0  # this one ended too
+    assert await redis_raw.hget(BUCKET, "left") == "48"
+
+
+async def test_give_back_never_raises_the_count_above_the_limit(
+    store: RedisBucketStore, redis_raw: Any
+) -> None:
+    await open_window(store, remaining=49)
+    await store.give_back(BUCKET, WINDOW, 5)
+    assert await redis_raw.hget(BUCKET, "left") == "50"
+
+
+async def test_keys_expire_a_little_after_their_window_or_closure(
+    store: RedisBucketStore, redis_raw: Any
+) -> None:
+    await open_window(store, remaining=50)
+    assert 5.0 < await redis_raw.pttl(BUCKET) / 1000 <= 7.0  # window end (2 s) + 5 s
+    await store.close_bucket(BUCKET, 30.0)
+    assert 34.0 < await redis_raw.pttl(BUCKET) / 1000 <= 35.0
+    # And it really goes: a closure that is over and a window long gone leave nothing.
+    await redis_raw.hset(BUCKET, mapping={"cu": "1", "dl": "1"})
+    await store.observe(BUCKET, None)
+    assert 4.0 < await redis_raw.pttl(BUCKET) / 1000 <= 5.0
+
+
+# -- faults ---------------------------------------------------------------------------------
+
+
+async def test_an_unreachable_store_is_reported_within_its_timeout() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = RedisBucketStore(f"redis://127.0.0.1:{port}/0", timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await store.lease(BUCKET, 1)
+    assert time.monotonic() - started < 0.2 + 0.3
+    await store.aclose()
+
+
+async def test_a_store_that_never_answers_is_given_up_after_its_timeout() -> None:
+    writers: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await reader.read(1 << 16)  # and never answer
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = RedisBucketStore(f"redis://127.0.0.1:{port}/0", timeout=0.2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await store.lease(BUCKET, 1)
+        elapsed = time.monotonic() - started
+        assert 0.19 <= elapsed < 0.2 + 0.3
+    finally:
+        await store.aclose()
+        server.close()
+        for writer in writers:
+            writer.close()
+        await server.wait_closed()
+
+
+async def test_a_restarted_store_answers_again_with_empty_state(
+    redis_server: Any, store: RedisBucketStore
+) -> None:
+    await open_window(store, remaining=50)
+    await asyncio.to_thread(redis_server.kill)
+    with pytest.raises(StoreUnavailable):
+        await store.lease(BUCKET, 4)
+    await asyncio.to_thread(redis_server.start)
+    # The server forgot the scripts and the bucket: the store sends the script
+    # again and the first permit of the unknown window is a probe.
+    assert (await store.lease(BUCKET, 4)).probe
+
+
+async def test_each_call_is_one_round_trip(store: RedisBucketStore) -> None:
+    await open_window(store)
+    before = store.round_trips
+    await store.lease(BUCKET, 4)
+    await store.give_back(BUCKET, WINDOW, 1)
+    assert store.round_trips - before == 2
+
+
+# -- construction ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "http://localhost:6379",
+        "localhost:6379",
+        "redis://localhost:port/0",
+        "redis://localhost:99999/0",
+        "redis://localhost:0/0",
+        "redis://h/db",
+        "redis://h/0?db=x",
+        "unix://",
+    ],
+)
+def test_a_wrong_url_is_a_configuration_error_at_construction(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        RedisBucketStore(url)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"prefix": ""},
+        {"timeout": 0},
+        {"lease_share": 0},
+        {"lease_share": 1.5},
+        {"max_lease": 0},
+        {"probe_ttl": -1},
+    ],
+)
+def test_options_out_of_range_are_configuration_errors(options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        RedisBucketStore("redis://localhost:6379/0", **options)
+
+
+def test_keys_are_named_by_the_fingerprint_under_the_prefix() -> None:
+    store = RedisBucketStore("redis://localhost:6379/0", prefix="fleet")
+    assert store.bucket_name("0123456789ab", "org", "search") == "fleet:rl:0123456789ab:org:search"
