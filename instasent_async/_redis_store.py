@@ -9,12 +9,14 @@ the server, on the server's own clock (``TIME``), so processes on machines with
 skewed clocks still agree on when a window ends.
 
 A process does not ask Redis for every request: it leases a block of permits
-(at most ``lease_share`` of what is left, at least one), spends them locally and
-asks again. Permits belong to the window they were leased in; what a process
-did not use goes back to the window when it closes.
+(at most ``lease_share`` of what is left and half of an even split between the
+processes leasing lately, at least one), spends them locally and asks again.
+Permits belong to the window they were leased in; what a process did not use goes
+back to the window when it closes.
 
-Keys are ``{prefix}:rl:{token fingerprint}:{scope}:{rate class}``: the token
-itself never reaches Redis. They expire a little after the window they describe.
+Keys are ``{prefix}:rl:{{token fingerprint}:{scope}:{rate class}}`` (and the same
+with ``:holders``): the token itself never reaches Redis. They expire a little
+after the window they describe.
 
 redis-py is imported only when a store is built, so the base install never needs
 it (``pip install 'instasent-async[redis]'``).
@@ -88,7 +90,7 @@ class Lease:
     ``"empty"`` when the window is spent) and ``retry_in`` when asking again can
     succeed. ``probe`` marks the single permit that must go first and be observed
     (or ended) before anyone else is served. ``left``/``limit`` are the bucket's
-    counts after this lease.
+    counts after this lease; ``holders`` how many processes leased from it lately.
     """
 
     granted: int
@@ -98,6 +100,7 @@ class Lease:
     retry_in: float
     left: int | None
     limit: int | None
+    holders: int
 
     @property
     def probe(self) -> bool:
@@ -157,6 +160,8 @@ local function fold(ow, oe, ends, rem, olim)
     w, e, dl, left = ow, oe, now + ends, rem
   elseif ow >= w - e then
     if left == nil or rem < left then left = rem end
+    -- Every estimate of the end is safely late: the earliest is the closest.
+    if dl == nil or now + ends < dl then dl = now + ends end
   else
     return
   end
@@ -168,7 +173,8 @@ local function end_probe(holder)
 end
 """
 
-# ARGV: grace, holder, want, share, probe_ttl_ms, min_roll, poll_ms,
+# KEYS[2]: the bucket's holders (holder -> when it last leased, ms).
+# ARGV: grace, holder, want, share, probe_ttl_ms, min_roll, poll_ms, ended_probe (0/1),
 #       [ow, oe, ends_ms, rem, lim]
 _LEASE: Final = (
     _PRELUDE
@@ -176,14 +182,31 @@ _LEASE: Final = (
 local grace, holder, want = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local share, probe_ttl, min_roll = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local poll = tonumber(ARGV[7])
-if ARGV[8] then fold(tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]),
-  tonumber(ARGV[11]), num(ARGV[12])) end
+if ARGV[8] == '1' then end_probe(holder) end
+if ARGV[9] then fold(tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]),
+  tonumber(ARGV[12]), num(ARGV[13])) end
+
+-- Holders that leased within the last two windows share each window evenly.
+local hkey = KEYS[2]
+local recent = 10000
+if len then recent = math.max(2000, 2 * len * 1000) end
+redis.call('HSET', hkey, holder, now)
+local seen = redis.call('HGETALL', hkey)
+local active = 0
+for i = 1, #seen, 2 do
+  if now - tonumber(seen[i + 1]) <= recent then
+    active = active + 1
+  else
+    redis.call('HDEL', hkey, seen[i])
+  end
+end
+redis.call('PEXPIRE', hkey, math.floor(recent + grace))
 
 local function answer(n, reason, retry)
   save(grace)
   local valid = 0
   if dl then valid = dl - now end
-  return {n, reason, str(w), valid, retry, str(left), str(lim)}
+  return {n, reason, str(w), valid, retry, str(left), str(lim), active}
 end
 
 if cu then
@@ -205,7 +228,11 @@ if np or w == nil or left == nil then
   return answer(1, 'probe', 0)
 end
 if left <= 0 then return answer(0, 'empty', dl - now) end
+-- At most a share of what is left, and at most half of an even split of the window
+-- between the active holders: blocks of one size, taken in turns, keep it fair.
 local n = math.floor(left * share)
+local even = math.floor((lim or left) / (2 * active))
+if even < n then n = even end
 if n < 1 then n = 1 end
 if n > want then n = want end
 left = left - n
@@ -353,8 +380,8 @@ class RedisBucketStore:
         url: str,
         *,
         prefix: str = "instasent",
-        timeout: float = 0.25,
-        lease_share: float = 0.1,
+        timeout: float = 0.5,
+        lease_share: float = 0.2,
         max_lease: int = 16,
         probe_ttl: float = 5.0,
     ) -> None:
@@ -404,8 +431,11 @@ class RedisBucketStore:
         return self._timeout
 
     def bucket_name(self, fingerprint: str, scope: str, rate_class: str) -> str:
-        """The Redis key of a bucket (the token fingerprint, never the token)."""
-        return f"{self._prefix}:rl:{fingerprint}:{scope}:{rate_class}"
+        """The Redis key of a bucket (the token fingerprint, never the token).
+
+        The braces are a Redis Cluster hash tag: a bucket's keys share one slot.
+        """
+        return f"{self._prefix}:rl:{{{fingerprint}:{scope}:{rate_class}}}"
 
     # -- connection ---------------------------------------------------------------------
 
@@ -438,7 +468,7 @@ class RedisBucketStore:
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
-    async def _run(self, script: str, key: str, args: list[Any]) -> Any:
+    async def _run(self, script: str, keys: tuple[str, ...], args: list[Any]) -> Any:
         from redis.exceptions import NoScriptError
 
         client = self._redis()
@@ -447,11 +477,11 @@ class RedisBucketStore:
         async def call() -> Any:
             if script in loaded:
                 try:
-                    return await client.evalsha(_SHA1[script], 1, key, *args)
+                    return await client.evalsha(_SHA1[script], len(keys), *keys, *args)
                 except NoScriptError:
                     # A restarted or flushed server forgot the script: send it whole.
                     self.round_trips += 1
-            result = await client.eval(script, 1, key, *args)
+            result = await client.eval(script, len(keys), *keys, *args)
             loaded.add(script)
             return result
 
@@ -459,12 +489,22 @@ class RedisBucketStore:
 
     # -- the scripts --------------------------------------------------------------------
 
-    async def lease(self, bucket: str, want: int, observed: Observation | None = None) -> Lease:
+    async def lease(
+        self,
+        bucket: str,
+        want: int,
+        observed: Observation | None = None,
+        *,
+        ended_probe: bool = False,
+    ) -> Lease:
         """Lease up to ``want`` permits of ``bucket``'s current window.
 
         ``observed`` (the freshest answer this process saw) is folded in first, in
-        the same atomic step. Grants a single probe when the window is unknown or
-        a closure just ended.
+        the same atomic step, after ending this holder's probe if ``ended_probe``.
+        Grants a single probe when the window is unknown or a closure just ended.
+        A block is at most ``lease_share`` of what is left and at most half of an
+        even split of the limit between the processes that leased lately (one
+        permit at least).
 
         Raises:
             StoreUnavailable: Redis did not answer within ``timeout``.
@@ -478,10 +518,11 @@ class RedisBucketStore:
             self._probe_ttl_ms,
             repr(_MIN_ROLL_SECONDS),
             _PROBE_POLL_MS,
+            "1" if ended_probe else "0",
             *_obs_args(observed),
         ]
-        raw = await self._run(_LEASE, bucket, args)
-        granted, reason, window, valid_ms, retry_ms, left, limit = raw
+        raw = await self._run(_LEASE, (bucket, bucket + ":holders"), args)
+        granted, reason, window, valid_ms, retry_ms, left, limit, holders = raw
         return Lease(
             granted=int(granted),
             reason=_text(reason),  # type: ignore[arg-type]
@@ -490,6 +531,7 @@ class RedisBucketStore:
             retry_in=max(0, int(retry_ms)) / 1000,
             left=_opt_int(left),
             limit=_opt_int(limit),
+            holders=int(holders),
         )
 
     async def observe(
@@ -505,7 +547,7 @@ class RedisBucketStore:
             StoreUnavailable: Redis did not answer within ``timeout``.
         """
         args = [_GRACE_MS, self.holder, "1" if ended_probe else "0", *_obs_args(observed)]
-        return _opt_int(await self._run(_OBSERVE, bucket, args))
+        return _opt_int(await self._run(_OBSERVE, (bucket,), args))
 
     async def close_bucket(self, bucket: str, delay: float, window: float | None = None) -> float:
         """A 429: close ``bucket`` for ``delay`` seconds (never shorter than a closure
@@ -519,7 +561,7 @@ class RedisBucketStore:
         args: list[Any] = [_GRACE_MS, self.holder, max(0, math.ceil(delay * 1000))]
         if window is not None:
             args.append(repr(window))
-        return int(await self._run(_CLOSE, bucket, args)) / 1000
+        return int(await self._run(_CLOSE, (bucket,), args)) / 1000
 
     async def give_back(self, bucket: str, window: float, count: int) -> int:
         """Return ``count`` unused permits to window ``window`` (nothing once it ended).
@@ -531,7 +573,7 @@ class RedisBucketStore:
         """
         if count <= 0:
             return 0
-        return int(await self._run(_GIVE_BACK, bucket, [_GRACE_MS, repr(window), int(count)]))
+        return int(await self._run(_GIVE_BACK, (bucket,), [_GRACE_MS, repr(window), int(count)]))
 
     async def ping(self) -> None:
         """Check that Redis answers.

@@ -63,8 +63,8 @@ async def test_unknown_bucket_sends_one_probe_and_others_wait_for_its_answer(
         await store.observe(BUCKET, seen(49), ended_probe=True)
         after = await other.lease(BUCKET, 8)
         assert after.reason == "granted"
-        assert after.granted == 4  # a tenth of the 49 left, rounded down
-        assert after.left == 45
+        assert after.granted == 8  # wanted 8; a fifth of the 49 left would allow 9
+        assert after.left == 41
         assert after.window == WINDOW
         assert 1.9 < after.valid_for <= 2.0
     finally:
@@ -94,9 +94,26 @@ async def test_a_lease_takes_at_most_its_share_of_what_is_left_and_at_least_one(
         if not lease.granted:
             break
         sizes.append(lease.granted)
-    assert sizes[:4] == [5, 4, 4, 3]  # floor(left / 10): 50, 45, 41, 37
+    assert sizes[:4] == [10, 8, 6, 5]  # floor(left / 5): 50, 40, 32, 26
     assert sizes[-1] == 1
-    assert sum(sizes) <= 50
+    assert sum(sizes) == 50
+
+
+async def test_processes_leasing_at_once_get_blocks_of_one_size_in_turns(
+    redis_url: str, store: RedisBucketStore
+) -> None:
+    others = [RedisBucketStore(redis_url, prefix="test") for _ in range(4)]
+    try:
+        await open_window(store, remaining=50)
+        for other in others:
+            await other.lease(BUCKET, 1)
+        # Five holders: half of an even split of 50 is 5 per block, whoever asks first.
+        blocks = [await s.lease(BUCKET, 16) for s in [store, *others]]
+        assert [b.granted for b in blocks] == [5, 5, 5, 5, 5]
+        assert {b.holders for b in blocks} == {5}
+    finally:
+        for other in others:
+            await other.aclose()
 
 
 async def test_a_lease_never_takes_more_than_wanted(store: RedisBucketStore) -> None:
@@ -108,7 +125,10 @@ async def test_a_lease_never_takes_more_than_wanted(store: RedisBucketStore) -> 
 async def test_concurrent_leases_from_many_processes_never_hand_out_more_than_is_left(
     redis_url: str,
 ) -> None:
-    stores = [RedisBucketStore(redis_url, prefix="test", lease_share=0.5) for _ in range(12)]
+    stores = [
+        RedisBucketStore(redis_url, prefix="test", lease_share=0.5, timeout=5.0)
+        for _ in range(12)
+    ]
     try:
         await open_window(stores[0], remaining=97, limit=100)
 
@@ -147,7 +167,7 @@ async def test_a_lease_folds_the_answer_it_carries_before_granting(
 ) -> None:
     await open_window(store, remaining=50)
     lease = await store.lease(BUCKET, 16, seen(20))
-    assert (lease.granted, lease.left) == (2, 18)
+    assert (lease.granted, lease.left) == (4, 16)
 
 
 async def test_a_newer_window_replaces_the_old_one_and_the_window_rolls_on_the_server_clock(
@@ -157,14 +177,14 @@ async def test_a_newer_window_replaces_the_old_one_and_the_window_rolls_on_the_s
     await store.observe(BUCKET, seen(48, window=WINDOW + 2))
     assert await redis_raw.hget(BUCKET, "len") == "2"
     lease = await store.lease(BUCKET, 16)
-    assert (lease.window, lease.granted, lease.left) == (WINDOW + 2, 4, 44)
+    assert (lease.window, lease.granted, lease.left) == (WINDOW + 2, 9, 39)
     # The window ends (on the server's clock): the next lease opens the following one
     # at the full limit, without a probe.
     await shift(redis_raw, "dl", -2.5)
     lease = await store.lease(BUCKET, 16)
     assert lease.reason == "granted"
     assert lease.window == WINDOW + 4
-    assert (lease.granted, lease.left, lease.limit) == (5, 45, 50)
+    assert (lease.granted, lease.left, lease.limit) == (10, 40, 50)
 
 
 async def test_a_window_of_unknown_length_is_probed_again_when_it_ends(
@@ -183,7 +203,7 @@ async def test_a_limit_that_changes_applies_from_the_next_window(
     await store.observe(BUCKET, seen(9, window=WINDOW + 2, limit=10))
     await shift(redis_raw, "dl", -2.5)
     lease = await store.lease(BUCKET, 16)
-    assert (lease.granted, lease.left, lease.limit) == (1, 9, 10)
+    assert (lease.granted, lease.left, lease.limit) == (2, 8, 10)
 
 
 # -- 429s -----------------------------------------------------------------------------------
@@ -206,7 +226,8 @@ async def test_a_429_closes_the_bucket_for_everyone_then_one_probe_goes(
         assert (probe.granted, probe.reason) == (1, "probe")
         assert (await store.lease(BUCKET, 4)).reason == "probing"
         await other.observe(BUCKET, seen(30, window=WINDOW + 2), ended_probe=True)
-        assert (await store.lease(BUCKET, 4)).granted == 3
+        # Two holders now: blocks of at most 30 / 5 and 50 / 4.
+        assert (await store.lease(BUCKET, 16)).granted == 6
     finally:
         await other.aclose()
 
@@ -227,13 +248,13 @@ async def test_unused_permits_go_back_to_their_window_while_it_lasts(
 ) -> None:
     await open_window(store, remaining=50)
     lease = await store.lease(BUCKET, 16)
-    assert lease.left == 45
+    assert lease.left == 40
     assert await store.give_back(BUCKET, WINDOW, 3) == 3
-    assert await redis_raw.hget(BUCKET, "left") == "48"
+    assert await redis_raw.hget(BUCKET, "left") == "43"
     assert await store.give_back(BUCKET, WINDOW - 2, 2) == 0  # a window that is over
     await shift(redis_raw, "dl", -3)
     assert await store.give_back(BUCKET, WINDOW, 2) == 0  # this one ended too
-    assert await redis_raw.hget(BUCKET, "left") == "48"
+    assert await redis_raw.hget(BUCKET, "left") == "43"
 
 
 async def test_give_back_never_raises_the_count_above_the_limit(
@@ -357,4 +378,5 @@ def test_options_out_of_range_are_configuration_errors(options: dict[str, Any]) 
 
 def test_keys_are_named_by_the_fingerprint_under_the_prefix() -> None:
     store = RedisBucketStore("redis://localhost:6379/0", prefix="fleet")
-    assert store.bucket_name("0123456789ab", "org", "search") == "fleet:rl:0123456789ab:org:search"
+    name = store.bucket_name("0123456789ab", "org", "search")
+    assert name == "fleet:rl:{0123456789ab:org:search}"

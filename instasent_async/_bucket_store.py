@@ -1,0 +1,307 @@
+"""The governor's seam to a shared bucket store: leased permits and the fallback.
+
+Without a store (the default) the governor decides every permit from the answers'
+headers in this process and nothing here runs. With one (``RateLimitGovernor(
+store=RedisBucketStore(...))``) each bucket gets a ``StoreLink``: it leases small
+blocks of permits from the store, hands them out locally, carries the freshest
+answer back on its next lease, closes the bucket for the whole fleet after a 429
+and ends the probe it was given. Store calls run as background tasks and are
+bounded by the store's timeout: a store that fails, stalls or restarts puts the
+bucket into the header-driven fallback (one WARNING per store until it answers
+again), and the link asks the store again in the background, going back to it as
+soon as it answers. Nothing here raises into a request or makes one wait longer
+than the store's timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, Literal, Protocol
+
+from ._redis_store import Lease, Observation, StoreUnavailable
+
+__all__ = ["BucketStore", "StoreLink", "StoreLinks"]
+
+log = logging.getLogger("instasent_async.ratelimit")
+
+# After a failed store call, ask again after this long, doubling up to the cap.
+_RECOVER_BASE: Final = 0.5
+_RECOVER_MAX: Final = 8.0
+
+Take = Literal["permit", "probe", "fallback"]
+
+
+class BucketStore(Protocol):
+    """What the governor needs from a shared store (``RedisBucketStore`` is one)."""
+
+    @property
+    def timeout(self) -> float: ...
+
+    def bucket_name(self, fingerprint: str, scope: str, rate_class: str) -> str: ...
+
+    async def lease(
+        self,
+        bucket: str,
+        want: int,
+        observed: Observation | None = None,
+        *,
+        ended_probe: bool = False,
+    ) -> Lease: ...
+
+    async def close_bucket(
+        self, bucket: str, delay: float, window: float | None = None
+    ) -> float: ...
+
+    async def give_back(self, bucket: str, window: float, count: int) -> int: ...
+
+    async def observe(
+        self, bucket: str, observed: Observation | None, *, ended_probe: bool = False
+    ) -> int | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class StoreLinks:
+    """The links of one governor to its store: one per bucket, one WARNING per outage."""
+
+    def __init__(self, store: BucketStore, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.clock = clock
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.links: dict[object, StoreLink] = {}
+        self._warned = False
+
+    def link(self, key: object, name: str, label: str, wake: Callable[[], None]) -> StoreLink:
+        """The link of bucket ``key`` (created on first use)."""
+        link = self.links.get(key)
+        if link is None:
+            link = self.links[key] = StoreLink(self, name, label, wake)
+        return link
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def unavailable(self, label: str, error: BaseException) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "rate-limit store unavailable (%s): bucket %s and any other falls back to "
+                "header-driven limits until the store answers again",
+                error,
+                label,
+            )
+
+    def recovered(self, label: str) -> None:
+        if self._warned and not any(link.fallback for link in self.links.values()):
+            self._warned = False
+            log.info("rate-limit store answers again (bucket %s): budgets are shared again", label)
+
+    async def aclose(self) -> None:
+        """Give back every unused permit and probe, then stop the background calls."""
+        links = list(self.links.values())
+        await asyncio.gather(*(link.release() for link in links), return_exceptions=True)
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+class StoreLink:
+    """One bucket's share of the store: the permits leased to this process."""
+
+    __slots__ = (
+        "failures",
+        "fallback",
+        "fetching",
+        "label",
+        "leased",
+        "links",
+        "name",
+        "pending",
+        "probe_ended",
+        "probe_out",
+        "probe_ready",
+        "retry_at",
+        "unmanaged",
+        "valid_until",
+        "wake",
+        "want",
+        "window",
+    )
+
+    def __init__(self, links: StoreLinks, name: str, label: str, wake: Callable[[], None]) -> None:
+        self.links = links
+        self.name = name
+        self.label = label
+        # Called when the link may grant again (a lease arrived, the store came back).
+        self.wake = wake
+        self.leased = 0
+        self.window: float | None = None
+        self.valid_until = 0.0
+        self.probe_ready = False  # the store gave us its probe; not handed out yet
+        self.probe_out = False  # our probe is on its way to the API
+        self.probe_ended = False  # our probe answered; the store learns it on the next lease
+        self.pending: Observation | None = None  # the freshest answer not yet told to the store
+        self.fetching = False
+        self.retry_at = 0.0
+        self.fallback = False
+        self.failures = 0
+        # The API sends no usable rate-limit headers for this bucket: nothing to share.
+        self.unmanaged = False
+        self.want = 1  # how many permits this process wanted at the last look
+
+    # -- permits ------------------------------------------------------------------------
+
+    def take(self, now: float, want: int) -> Take | float:
+        """A permit (``"permit"``, or ``"probe"`` for the one that goes first),
+        ``"fallback"`` (the governor decides from the headers itself), or the time to
+        look again (``math.inf``: ``wake`` will be called)."""
+        self.want = want
+        if self.fallback or self.unmanaged:
+            if self.fallback and not self.fetching and now >= self.retry_at:
+                self._fetch(want)  # in the background: the fallback serves meanwhile
+            return "fallback"
+        if self.probe_ready:
+            self.probe_ready = False
+            self.probe_out = True
+            return "probe"
+        if self.leased > 0:
+            if now < self.valid_until:
+                self.leased -= 1
+                return "permit"
+            self.leased = 0  # they belonged to a window that ended
+        if self.probe_out or self.fetching:
+            return math.inf
+        if now < self.retry_at:
+            return self.retry_at
+        self._fetch(want)
+        return math.inf
+
+    def answered(
+        self,
+        probe: bool,
+        status: int | None,
+        observed: Observation | None,
+        closed_for: float | None,
+    ) -> None:
+        """An answer (or none: ``status`` None) to a permit of this link.
+
+        ``observed`` is what its headers said (None when unusable); ``closed_for``
+        how long a 429 closes the bucket.
+        """
+        if observed is not None:
+            self.unmanaged = False
+            pending = self.pending
+            if (
+                pending is None
+                or observed.window > pending.window + pending.tolerance
+                or (
+                    observed.window >= pending.window - pending.tolerance
+                    and observed.remaining < pending.remaining
+                )
+            ):
+                self.pending = observed
+        if probe:
+            self.probe_out = False
+            if status is not None and status != 429 and observed is None:
+                self.unmanaged = True
+            self.probe_ended = True
+        if status == 429:
+            self.leased = 0
+            self.probe_ended = False  # the closing script ends it
+            delay = closed_for if closed_for is not None else 1.0
+            window = observed.window if observed is not None else None
+            self.links.spawn(self._close(delay, window))
+        elif probe and not self.fallback and not self.fetching:
+            self._fetch(self.want)  # tell the store now: the fleet waits for this answer
+
+    # -- store calls (background) ---------------------------------------------------------
+
+    def _fetch(self, want: int) -> None:
+        self.fetching = True
+        self.links.spawn(self._lease(want))
+
+    async def _lease(self, want: int) -> None:
+        links = self.links
+        sent = self.pending
+        ended = self.probe_ended
+        try:
+            lease = await links.store.lease(self.name, want, sent, ended_probe=ended)
+        except asyncio.CancelledError:
+            self.fetching = False
+            raise
+        except Exception as exc:  # StoreUnavailable, or anything a broken store raises
+            self._failed(exc)
+        else:
+            now = links.clock()
+            if self.pending is sent:
+                self.pending = None
+            if ended:
+                self.probe_ended = False
+            if self.fallback:
+                self.fallback = False
+                self.failures = 0
+                links.recovered(self.label)
+            self._accept(lease, now)
+        self.fetching = False
+        if self.probe_ended and not self.fallback:
+            self._fetch(self.want)  # our probe answered while this lease was out
+        self.wake()
+
+    def _accept(self, lease: Lease, now: float) -> None:
+        if lease.granted:
+            if lease.probe:
+                self.probe_ready = True
+                return
+            if lease.window == self.window and now < self.valid_until:
+                self.leased += lease.granted
+            else:
+                self.leased = lease.granted
+            self.window = lease.window
+            self.valid_until = now + lease.valid_for
+        else:
+            self.retry_at = now + lease.retry_in
+
+    async def _close(self, delay: float, window: float | None) -> None:
+        try:
+            await self.links.store.close_bucket(self.name, delay, window)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._failed(exc)
+            self.wake()
+
+    def _failed(self, exc: BaseException) -> None:
+        if not isinstance(exc, StoreUnavailable):
+            log.debug("rate-limit store call failed", exc_info=exc)
+        self.failures += 1
+        self.retry_at = self.links.clock() + min(
+            _RECOVER_MAX, _RECOVER_BASE * 2 ** min(self.failures - 1, 16)
+        )
+        if not self.fallback:
+            self.fallback = True
+            self.leased = 0
+            self.probe_ready = False
+            self.links.unavailable(self.label, exc)
+
+    async def release(self) -> None:
+        """Give back the permits this process leased and did not use, and its probe."""
+        store = self.links.store
+        leased, window = self.leased, self.window
+        self.leased = 0
+        probe = self.probe_ready or self.probe_out
+        self.probe_ready = self.probe_out = False
+        if self.fallback:
+            return
+        try:
+            if leased and window is not None and self.links.clock() < self.valid_until:
+                await store.give_back(self.name, window, leased)
+            if probe:
+                await store.observe(self.name, None, ended_probe=True)
+        except Exception:  # closing never fails because of the store
+            log.debug("could not give leases back to the rate-limit store", exc_info=True)
