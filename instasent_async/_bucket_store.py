@@ -264,8 +264,7 @@ class StoreLink:
                 self.leased = lease.granted
             self.window = lease.window
             self.valid_until = now + lease.valid_for
-        else:
-            self.retry_at = now + lease.retry_in
+        self.retry_at = now + lease.retry_in
 
     async def _close(self, delay: float, window: float | None) -> None:
         try:

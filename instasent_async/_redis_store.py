@@ -8,11 +8,14 @@ unknown or reopened window. Every change is one Lua script run atomically by
 the server, on the server's own clock (``TIME``), so processes on machines with
 skewed clocks still agree on when a window ends.
 
-A process does not ask Redis for every request: it leases a block of permits
-(at most ``lease_share`` of what is left and half of an even split between the
-processes leasing lately, at least one), spends them locally and asks again.
-Permits belong to the window they were leased in; what a process did not use goes
-back to the window when it closes.
+A process does not ask Redis for every request: it leases a block of permits,
+spends them locally and asks again. In the first half of a window each process
+gets at most its split of the limit (an even split between the processes that
+leased lately, the remainder going round them window by window), so the first to
+ask cannot starve the rest; what some did not take is free for all in the second
+half, a block at most ``lease_share`` of what is left. Permits belong to the
+window they were leased in; what a process did not use goes back to the window
+when it closes.
 
 Keys are ``{prefix}:rl:{{token fingerprint}:{scope}:{rate class}}`` (and the same
 with ``:holders``): the token itself never reaches Redis. They expire a little
@@ -87,14 +90,16 @@ class Lease:
     ``granted`` permits (0 or more) belong to window ``window`` and are void after
     ``valid_for`` seconds (its end, from now). When ``granted`` is 0, ``reason`` says
     why (``"closed"`` after a 429, ``"probing"`` while another holder's probe is out,
-    ``"empty"`` when the window is spent) and ``retry_in`` when asking again can
-    succeed. ``probe`` marks the single permit that must go first and be observed
+    ``"empty"`` when the window is spent, ``"share"`` when this holder had its even
+    split of the window's first half) and ``retry_in`` when asking again can
+    succeed; with permits granted, a ``retry_in`` above 0 says this lease spent the
+    window (or this holder's split of it) and asking before then would be refused. ``probe`` marks the single permit that must go first and be observed
     (or ended) before anyone else is served. ``left``/``limit`` are the bucket's
     counts after this lease; ``holders`` how many processes leased from it lately.
     """
 
     granted: int
-    reason: Literal["granted", "probe", "closed", "probing", "empty"]
+    reason: Literal["granted", "probe", "closed", "probing", "empty", "share"]
     window: float | None
     valid_for: float
     retry_in: float
@@ -112,8 +117,9 @@ class Lease:
 #
 # Every script reads the bucket hash, decides on the server's clock and writes it
 # back in one step. Fields: w (window id, seconds), e (its tolerance), dl (window
-# end, server ms), left, lim, len (window length, seconds), cu (closed until, ms),
-# np (1: the next permit is a probe), ph/pu (probe holder and until when, ms).
+# end, server ms), ws (its start, or when it was first seen, ms), left, lim, len
+# (window length, seconds), cu (closed until, ms), np (1: the next permit is a
+# probe), ph/pu (probe holder and until when, ms).
 # An empty string stands for "unknown".
 
 _PRELUDE: Final = """
@@ -124,10 +130,11 @@ local function num(v)
   if v == false or v == nil or v == '' then return nil end
   return tonumber(v)
 end
-local s = redis.call('HMGET', key, 'w', 'e', 'dl', 'left', 'lim', 'len', 'cu', 'np', 'ph', 'pu')
+local s = redis.call('HMGET', key, 'w', 'e', 'dl', 'left', 'lim', 'len', 'cu', 'np', 'ph', 'pu',
+  'ws')
 local w, e, dl, left, lim = num(s[1]), num(s[2]) or 0, num(s[3]), num(s[4]), num(s[5])
 local len, cu, np, pu = num(s[6]), num(s[7]), num(s[8]), num(s[10])
-local ph = s[9]
+local ph, ws = s[9], num(s[11])
 if ph == false or ph == '' then ph = nil end
 
 local function str(v)
@@ -141,7 +148,7 @@ end
 local function save(grace)
   redis.call('HSET', key, 'w', str(w), 'e', str(e), 'dl', str(dl), 'left', str(left),
     'lim', str(lim), 'len', str(len), 'cu', str(cu), 'np', str(np), 'ph', ph or '',
-    'pu', str(pu))
+    'pu', str(pu), 'ws', str(ws))
   local until_ms = now
   if dl and dl > until_ms then until_ms = dl end
   if cu and cu > until_ms then until_ms = cu end
@@ -157,7 +164,7 @@ local function fold(ow, oe, ends, rem, olim)
       local span = ow - w
       if len == nil or span < len then len = span end
     end
-    w, e, dl, left = ow, oe, now + ends, rem
+    w, e, dl, left, ws = ow, oe, now + ends, rem, now
   elseif ow >= w - e then
     if left == nil or rem < left then left = rem end
     -- Every estimate of the end is safely late: the earliest is the closest.
@@ -173,7 +180,7 @@ local function end_probe(holder)
 end
 """
 
-# KEYS[2]: the bucket's holders (holder -> when it last leased, ms).
+# KEYS[2]: the bucket's holders (holder -> "last lease ms|window|permits of it").
 # ARGV: grace, holder, want, share, probe_ttl_ms, min_roll, poll_ms, ended_probe (0/1),
 #       [ow, oe, ends_ms, rem, lim]
 _LEASE: Final = (
@@ -186,24 +193,35 @@ if ARGV[8] == '1' then end_probe(holder) end
 if ARGV[9] then fold(tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]),
   tonumber(ARGV[12]), num(ARGV[13])) end
 
--- Holders that leased within the last two windows share each window evenly.
+-- The holders that leased lately (this one included), and what each got of which window.
 local hkey = KEYS[2]
 local recent = 10000
 if len then recent = math.max(2000, 2 * len * 1000) end
-redis.call('HSET', hkey, holder, now)
 local seen = redis.call('HGETALL', hkey)
-local active = 0
+local names, hwin, hgot = {holder}, {}, {}
 for i = 1, #seen, 2 do
-  if now - tonumber(seen[i + 1]) <= recent then
-    active = active + 1
+  local name = seen[i]
+  local last, hw, g = string.match(seen[i + 1], '^([^|]*)|([^|]*)|([^|]*)$')
+  if name == holder or (last and now - tonumber(last) <= recent) then
+    if name ~= holder then table.insert(names, name) end
+    hwin[name], hgot[name] = num(hw), tonumber(g) or 0
   else
-    redis.call('HDEL', hkey, seen[i])
+    redis.call('HDEL', hkey, name)
   end
 end
-redis.call('PEXPIRE', hkey, math.floor(recent + grace))
+local active = #names
+
+-- Permits of the current window a holder already has.
+local function got(name)
+  local hw = hwin[name]
+  if hw ~= nil and w ~= nil and math.abs(hw - w) <= e + 1e-6 then return hgot[name] end
+  return 0
+end
 
 local function answer(n, reason, retry)
   save(grace)
+  redis.call('HSET', hkey, holder, now .. '|' .. str(w) .. '|' .. (got(holder) + n))
+  redis.call('PEXPIRE', hkey, math.floor(recent + grace))
   local valid = 0
   if dl then valid = dl - now end
   return {n, reason, str(w), valid, retry, str(left), str(lim), active}
@@ -219,8 +237,11 @@ if dl and now >= dl then
   if len and len >= min_roll and lim and w then
     local k = math.floor((now - dl) / (len * 1000)) + 1
     w, dl, left = w + k * len, dl + k * len * 1000, lim
+    ws = dl - len * 1000
   else
-    w, dl, left = nil, nil, nil
+    -- Its length is unknown: a probe learns the next window (and, from the two
+    -- ids, the length).
+    left, np = nil, 1
   end
 end
 if np or w == nil or left == nil then
@@ -228,15 +249,47 @@ if np or w == nil or left == nil then
   return answer(1, 'probe', 0)
 end
 if left <= 0 then return answer(0, 'empty', dl - now) end
--- At most a share of what is left, and at most half of an even split of the window
--- between the active holders: blocks of one size, taken in turns, keep it fair.
-local n = math.floor(left * share)
-local even = math.floor((lim or left) / (2 * active))
-if even < n then n = even end
-if n < 1 then n = 1 end
+
+-- In a window's first half each holder gets at most its split of the limit: an
+-- even split, the remainder one each to holders in an order that turns every
+-- window. Fair when every holder wants more; what some did not take is free for
+-- all in the second half.
+local half = ws and dl and ws + (dl - ws) / 2
+local cap, unmet = nil, 0
+if lim and half and now < half then
+  table.sort(names)
+  local base, extra = math.floor(lim / active), lim % active
+  local turn = math.floor(w / (len or 1) + 0.5)
+  for i, name in ipairs(names) do
+    local split = base
+    if (i + turn) % active < extra then split = split + 1 end
+    local open = math.max(0, split - got(name))
+    if name == holder then cap = open else unmet = unmet + open end
+  end
+end
+-- When to ask again after this answer: a call before then could only be refused.
+local function later()
+  if left > unmet then return half - now end
+  return dl - now
+end
+if cap and cap < 1 then return answer(0, 'share', later()) end
+-- The holder's split in the first half; later at most a share of what is left
+-- (one at least); never more than wanted.
+local n = cap
+if n == nil then
+  n = math.floor(left * share)
+  if n < 1 then n = 1 end
+end
+if n > left then n = left end
 if n > want then n = want end
 left = left - n
-return answer(n, 'granted', 0)
+local retry = 0
+if left <= 0 then
+  retry = dl - now
+elseif cap and n >= cap then
+  retry = later()
+end
+return answer(n, 'granted', retry)
 """
 )
 
@@ -363,9 +416,9 @@ class RedisBucketStore:
             never the token).
         timeout: seconds one store call may take before the governor gives up on
             it and falls back (connecting included).
-        lease_share: the largest share of a window's count left one lease takes
-            (one permit at least), so no process can take the whole window while
-            others wait.
+        lease_share: in the second half of a window (when the first half's
+            splits are lifted), the largest share of what is left one lease takes
+            (one permit at least).
         max_lease: the most permits one lease takes.
         probe_ttl: seconds another process waits for a probe's answer before it
             sends a probe of its own (the holder may have died).
@@ -502,9 +555,10 @@ class RedisBucketStore:
         ``observed`` (the freshest answer this process saw) is folded in first, in
         the same atomic step, after ending this holder's probe if ``ended_probe``.
         Grants a single probe when the window is unknown or a closure just ended.
-        A block is at most ``lease_share`` of what is left and at most half of an
-        even split of the limit between the processes that leased lately (one
-        permit at least).
+        In the first half of a window (or of what was left of it when the store
+        first saw it) each holder gets at most its split of the limit between the
+        processes that leased lately; later a block is at most ``lease_share`` of
+        what is left (one permit at least).
 
         Raises:
             StoreUnavailable: Redis did not answer within ``timeout``.

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from instasent_async import ConfigurationError
-from instasent_async._redis_store import Observation, RedisBucketStore, StoreUnavailable
+from instasent_async._redis_store import Lease, Observation, RedisBucketStore, StoreUnavailable
 
 BUCKET = "test:rl:0123456789ab:org:default"
 WINDOW = 2_000_000_000.0  # a window id: the epoch the window resets at
@@ -84,36 +84,114 @@ async def test_a_probe_whose_holder_went_silent_passes_to_another_after_its_ttl(
         await other.aclose()
 
 
-async def test_a_lease_takes_at_most_its_share_of_what_is_left_and_at_least_one(
+async def test_a_lone_holder_takes_blocks_of_at_most_max_lease(
     store: RedisBucketStore,
 ) -> None:
     await open_window(store, remaining=50)
+    sizes = [(await store.lease(BUCKET, 100)).granted for _ in range(5)]
+    assert sizes == [16, 16, 16, 2, 0]
+
+
+async def test_in_a_windows_second_half_a_lease_takes_at_most_a_share_of_what_is_left(
+    store: RedisBucketStore, redis_raw: Any
+) -> None:
+    await open_window(store, remaining=50)
+    for field in ("dl", "ws"):
+        await shift(redis_raw, field, -1.5)
     sizes = []
-    for _ in range(20):
-        lease = await store.lease(BUCKET, 16)
-        if not lease.granted:
-            break
+    while (lease := await store.lease(BUCKET, 16)).granted:
         sizes.append(lease.granted)
     assert sizes[:4] == [10, 8, 6, 5]  # floor(left / 5): 50, 40, 32, 26
     assert sizes[-1] == 1
     assert sum(sizes) == 50
 
 
-async def test_processes_leasing_at_once_get_blocks_of_one_size_in_turns(
+async def drain(s: RedisBucketStore) -> tuple[int, Lease]:
+    """Lease until refused: the permits got and the refusal."""
+    total = 0
+    while (lease := await s.lease(BUCKET, 16)).granted:
+        total += lease.granted
+    return total, lease
+
+
+async def test_in_a_windows_first_half_each_process_gets_at_most_an_even_split(
     redis_url: str, store: RedisBucketStore
 ) -> None:
     others = [RedisBucketStore(redis_url, prefix="test") for _ in range(4)]
+    fleet = [store, *others]
     try:
-        await open_window(store, remaining=50)
-        for other in others:
-            await other.lease(BUCKET, 1)
-        # Five holders: half of an even split of 50 is 5 per block, whoever asks first.
-        blocks = [await s.lease(BUCKET, 16) for s in [store, *others]]
-        assert [b.granted for b in blocks] == [5, 5, 5, 5, 5]
-        assert {b.holders for b in blocks} == {5}
+        await open_window(store, remaining=53, limit=53)
+        # The next window's answer: the length is 2 s.
+        await store.observe(BUCKET, seen(53, window=WINDOW + 2, limit=53))
+        firsts = [await s.lease(BUCKET, 1) for s in fleet]
+        assert [f.holders for f in firsts] == [1, 2, 3, 4, 5]
+        totals = []
+        for s in fleet:
+            total, refusal = await drain(s)
+            assert refusal.reason in ("share", "empty")
+            totals.append(total + 1)
+        # 53 = 5 x 10 + 3: three holders get one more.
+        assert sorted(totals) == [10, 10, 11, 11, 11]
     finally:
         for other in others:
             await other.aclose()
+
+
+async def test_the_remainder_of_the_split_goes_round_the_holders_window_by_window(
+    redis_url: str, store: RedisBucketStore, redis_raw: Any
+) -> None:
+    others = [RedisBucketStore(redis_url, prefix="test") for _ in range(4)]
+    fleet = [store, *others]
+    try:
+        await open_window(store, remaining=0, limit=53)
+        await store.observe(BUCKET, seen(0, window=WINDOW + 2, limit=53))
+        for s in fleet:  # all five are holders (the window is spent)
+            assert (await s.lease(BUCKET, 1)).reason == "empty"
+        totals = [0] * 5
+        for _ in range(5):
+            for field in ("dl", "ws"):  # the window ends: the next one opens at 53
+                await shift(redis_raw, field, -2.0)
+            for index, s in enumerate(fleet):
+                totals[index] += (await drain(s))[0]
+        assert totals == [53] * 5
+    finally:
+        for other in others:
+            await other.aclose()
+
+
+async def test_a_process_told_its_split_is_spent_is_told_when_to_ask_again(
+    redis_url: str, store: RedisBucketStore
+) -> None:
+    other = RedisBucketStore(redis_url, prefix="test")
+    try:
+        await open_window(store, remaining=50)
+        await store.observe(BUCKET, seen(50, window=WINDOW + 2))
+        await other.lease(BUCKET, 1)
+        total, refusal = await drain(store)
+        assert total == 25
+        # The other holder may still take its 24: nothing is spare before the window ends.
+        assert refusal.reason == "share"
+        assert 1.9 < refusal.retry_in <= 2.0
+    finally:
+        await other.aclose()
+
+
+async def test_what_nobody_took_in_the_first_half_is_free_in_the_second(
+    redis_url: str, store: RedisBucketStore, redis_raw: Any
+) -> None:
+    other = RedisBucketStore(redis_url, prefix="test")
+    try:
+        await open_window(store, remaining=50)
+        await store.observe(BUCKET, seen(50, window=WINDOW + 2))
+        await other.lease(BUCKET, 1)
+        while (await store.lease(BUCKET, 16)).granted:
+            pass
+        for field in ("dl", "ws"):  # into the second half
+            await shift(redis_raw, field, -1.1)
+        lease = await store.lease(BUCKET, 16)
+        assert (lease.reason, lease.granted) == ("granted", 4)  # a fifth of the 24 left
+    finally:
+        await other.aclose()
 
 
 async def test_a_lease_never_takes_more_than_wanted(store: RedisBucketStore) -> None:
@@ -126,8 +204,7 @@ async def test_concurrent_leases_from_many_processes_never_hand_out_more_than_is
     redis_url: str,
 ) -> None:
     stores = [
-        RedisBucketStore(redis_url, prefix="test", lease_share=0.5, timeout=5.0)
-        for _ in range(12)
+        RedisBucketStore(redis_url, prefix="test", lease_share=0.5, timeout=5.0) for _ in range(12)
     ]
     try:
         await open_window(stores[0], remaining=97, limit=100)
@@ -167,7 +244,7 @@ async def test_a_lease_folds_the_answer_it_carries_before_granting(
 ) -> None:
     await open_window(store, remaining=50)
     lease = await store.lease(BUCKET, 16, seen(20))
-    assert (lease.granted, lease.left) == (4, 16)
+    assert (lease.granted, lease.left) == (16, 4)
 
 
 async def test_a_newer_window_replaces_the_old_one_and_the_window_rolls_on_the_server_clock(
@@ -177,14 +254,14 @@ async def test_a_newer_window_replaces_the_old_one_and_the_window_rolls_on_the_s
     await store.observe(BUCKET, seen(48, window=WINDOW + 2))
     assert await redis_raw.hget(BUCKET, "len") == "2"
     lease = await store.lease(BUCKET, 16)
-    assert (lease.window, lease.granted, lease.left) == (WINDOW + 2, 9, 39)
+    assert (lease.window, lease.granted, lease.left) == (WINDOW + 2, 16, 32)
     # The window ends (on the server's clock): the next lease opens the following one
     # at the full limit, without a probe.
     await shift(redis_raw, "dl", -2.5)
     lease = await store.lease(BUCKET, 16)
     assert lease.reason == "granted"
     assert lease.window == WINDOW + 4
-    assert (lease.granted, lease.left, lease.limit) == (10, 40, 50)
+    assert (lease.granted, lease.left, lease.limit) == (16, 34, 50)
 
 
 async def test_a_window_of_unknown_length_is_probed_again_when_it_ends(
@@ -203,7 +280,7 @@ async def test_a_limit_that_changes_applies_from_the_next_window(
     await store.observe(BUCKET, seen(9, window=WINDOW + 2, limit=10))
     await shift(redis_raw, "dl", -2.5)
     lease = await store.lease(BUCKET, 16)
-    assert (lease.granted, lease.left, lease.limit) == (2, 8, 10)
+    assert (lease.granted, lease.left, lease.limit) == (10, 0, 10)
 
 
 # -- 429s -----------------------------------------------------------------------------------
@@ -226,8 +303,7 @@ async def test_a_429_closes_the_bucket_for_everyone_then_one_probe_goes(
         assert (probe.granted, probe.reason) == (1, "probe")
         assert (await store.lease(BUCKET, 4)).reason == "probing"
         await other.observe(BUCKET, seen(30, window=WINDOW + 2), ended_probe=True)
-        # Two holders now: blocks of at most 30 / 5 and 50 / 4.
-        assert (await store.lease(BUCKET, 16)).granted == 6
+        assert (await store.lease(BUCKET, 4)).granted == 4
     finally:
         await other.aclose()
 
@@ -248,13 +324,13 @@ async def test_unused_permits_go_back_to_their_window_while_it_lasts(
 ) -> None:
     await open_window(store, remaining=50)
     lease = await store.lease(BUCKET, 16)
-    assert lease.left == 40
+    assert lease.left == 34
     assert await store.give_back(BUCKET, WINDOW, 3) == 3
-    assert await redis_raw.hget(BUCKET, "left") == "43"
+    assert await redis_raw.hget(BUCKET, "left") == "37"
     assert await store.give_back(BUCKET, WINDOW - 2, 2) == 0  # a window that is over
     await shift(redis_raw, "dl", -3)
     assert await store.give_back(BUCKET, WINDOW, 2) == 0  # this one ended too
-    assert await redis_raw.hget(BUCKET, "left") == "43"
+    assert await redis_raw.hget(BUCKET, "left") == "37"
 
 
 async def test_give_back_never_raises_the_count_above_the_limit(
