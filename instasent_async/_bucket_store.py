@@ -102,13 +102,15 @@ class StoreLinks:
             log.info("rate-limit store answers again (bucket %s): budgets are shared again", label)
 
     async def aclose(self) -> None:
-        """Give back every unused permit and probe, then stop the background calls."""
+        """Give back every unused permit and probe, stop the background calls and close
+        the store's connections (it opens new ones if used again)."""
         links = list(self.links.values())
         await asyncio.gather(*(link.release() for link in links), return_exceptions=True)
         for task in list(self.tasks):
             task.cancel()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.store.aclose()
 
 
 class StoreLink:

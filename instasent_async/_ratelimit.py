@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from email.utils import parsedate_tz
-from typing import Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 import attrs
 from multidict import istr
@@ -270,13 +270,14 @@ _UNMANAGED: Final = 4  # the server sends no usable headers: permits flow freely
 class Permit:
     """The right to send one request in a bucket; give it back with ``release``."""
 
-    __slots__ = ("_bucket", "_probe", "_released", "_sent_at")
+    __slots__ = ("_bucket", "_probe", "_released", "_sent_at", "_store")
 
     def __init__(self, bucket: _Bucket, sent_at: float, probe: bool) -> None:
         self._bucket = bucket
         self._sent_at = sent_at
         self._probe = probe
         self._released = False
+        self._store = 0
 
     @property
     def key(self) -> BucketKey:
@@ -306,6 +307,7 @@ class _Bucket:
         "label",
         "last_count",
         "limit",
+        "link",
         "margin",
         "next_at",
         "off_lo",
@@ -370,6 +372,7 @@ class _Bucket:
         self.off_prev: float | None = None
         self.off_rotate_at = 0.0
         self.waiters: deque[asyncio.Future[Permit]] = deque()
+        self.link: Any = None
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
         # What the last answer that went through ``_update`` to the same-window branch
@@ -452,6 +455,7 @@ class RateLimitGovernor:
         on_event: Callable[[RateLimitEvent], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        store: Any = None,
     ) -> None:
         if pacing not in ("spread", "burst"):
             raise ValueError(f"pacing must be 'spread' or 'burst', got {pacing!r}")
@@ -466,6 +470,11 @@ class RateLimitGovernor:
         # How many answers in a row share one header read while a bucket has plenty
         # of room (1: every answer is read).
         self._sample = _SAMPLE
+        self._links: Any = None
+        if store is not None:
+            from ._bucket_store import StoreLinks
+
+            self._links = StoreLinks(store, clock)
 
     def __repr__(self) -> str:
         return f"<RateLimitGovernor pacing={self._pacing!r} buckets={len(self._buckets)}>"
@@ -513,6 +522,14 @@ class RateLimitGovernor:
             if len(self._buckets) >= _MAX_BUCKETS:
                 self._sweep()
             bucket = self._buckets[key] = _Bucket(key)
+            if self._links is not None:
+                b = bucket
+                bucket.link = self._links.link(
+                    key,
+                    self._links.store.bucket_name(key.token, key.scope, key.rate_class),
+                    bucket.label,
+                    lambda: self._dispatch(b) if b.waiters else None,
+                )
         return bucket
 
     def _sweep(self) -> None:
@@ -546,6 +563,7 @@ class RateLimitGovernor:
             and now < deadline
             and not b.phi
             and remaining is not None
+            and b.link is None
         ):
             # _try's usual case, inline: no roll due, no other clients seen.
             room = remaining - b.in_flight
@@ -600,6 +618,16 @@ class RateLimitGovernor:
 
     def _try(self, b: _Bucket, now: float) -> Permit | float | None:
         """Grant a permit now, or say when to look again (a time, or None: on a release)."""
+        link = b.link
+        if link is not None:
+            taken = link.take(now, len(b.waiters) + 1)
+            if taken == "permit" or taken == "probe":
+                b.in_flight += 1
+                permit = Permit(b, now, False)
+                permit._store = 1 if taken == "permit" else 2
+                return permit
+            if taken != "fallback":
+                return None if taken == math.inf else taken
         state = b.state
         if state == _OPEN:
             deadline = b.deadline
@@ -698,6 +726,11 @@ class RateLimitGovernor:
         permit._released = True
         b = permit._bucket
         b.in_flight -= 1
+        if permit._store:
+            now = self._clock()
+            self._settle(b, permit, status, headers, now)
+            self._to_store(b, permit, status, now)
+            return
         if (
             b.skip
             and status is not None
@@ -789,6 +822,27 @@ class RateLimitGovernor:
                         self._dispatch(b)
                     return
         self._settle(b, permit, status, headers, now)
+
+    def _to_store(self, b: _Bucket, permit: Permit, status: int | None, now: float) -> None:
+        from ._redis_store import Observation
+
+        obs = None
+        if (
+            status is not None
+            and b.remaining is not None
+            and b.reset_key is not None
+            and b.deadline is not None
+            and not b.expired
+        ):
+            obs = Observation(
+                window=b.reset_key if b.reset_abs else self._wall() + (b.deadline - now),
+                tolerance=b.reset_eps if b.reset_abs else 1.0,
+                ends_in=max(0.0, b.deadline - now),
+                remaining=b.remaining,
+                limit=b.limit,
+            )
+        closed_for = b.reopen_at - now if status == 429 and b.state == _CLOSED else None
+        b.link.answered(permit._store == 2, status, obs, closed_for)
 
     def _settle(
         self,
@@ -1033,6 +1087,13 @@ class RateLimitGovernor:
         for b in list(self._buckets.values()):
             if b.waiters:
                 self._dispatch(b)
+
+    async def release_leases(self) -> None:
+        """Give the shared store back every permit leased and not used, and any probe
+        held; stop the background store calls. Without a store this does nothing.
+        ``Instasent.close()`` calls it; the governor stays usable (it leases again)."""
+        if self._links is not None:
+            await self._links.aclose()
 
     # -- observability ------------------------------------------------------
 

@@ -90,12 +90,13 @@ class Lease:
     ``granted`` permits (0 or more) belong to window ``window`` and are void after
     ``valid_for`` seconds (its end, from now). When ``granted`` is 0, ``reason`` says
     why (``"closed"`` after a 429, ``"probing"`` while another holder's probe is out,
-    ``"empty"`` when the window is spent, ``"share"`` when this holder had its even
-    split of the window's first half) and ``retry_in`` when asking again can
-    succeed; with permits granted, a ``retry_in`` above 0 says this lease spent the
-    window (or this holder's split of it) and asking before then would be refused. ``probe`` marks the single permit that must go first and be observed
-    (or ended) before anyone else is served. ``left``/``limit`` are the bucket's
-    counts after this lease; ``holders`` how many processes leased from it lately.
+    ``"empty"`` when the window is spent, ``"share"`` when this holder had its split
+    of the window's first half) and ``retry_in`` when asking again can succeed; with
+    permits granted, a ``retry_in`` above 0 says this lease spent the window (or this
+    holder's split of it) and asking before then would be refused. ``probe`` marks
+    the single permit that must go first and be observed (or ended) before anyone
+    else is served. ``left``/``limit`` are the bucket's counts after this lease;
+    ``holders`` how many processes leased from it lately.
     """
 
     granted: int
@@ -196,7 +197,11 @@ if ARGV[9] then fold(tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]),
 -- The holders that leased lately (this one included), and what each got of which window.
 local hkey = KEYS[2]
 local recent = 10000
-if len then recent = math.max(2000, 2 * len * 1000) end
+if len then
+  recent = math.max(2000, 2 * len * 1000)
+elseif dl and ws then
+  recent = math.max(2000, 2 * (dl - ws))
+end
 local seen = redis.call('HGETALL', hkey)
 local names, hwin, hgot = {holder}, {}, {}
 for i = 1, #seen, 2 do

@@ -14,11 +14,14 @@ from instasent_async import ConfigurationError
 from instasent_async._redis_store import Lease, Observation, RedisBucketStore, StoreUnavailable
 
 BUCKET = "test:rl:0123456789ab:org:default"
-WINDOW = 2_000_000_000.0  # a window id: the epoch the window resets at
+# A window id: the epoch the window resets at. Windows here last a minute, ample
+# time for a test on a busy machine; the tests move the stored times instead.
+WINDOW = 2_000_000_000.0
+LENGTH = 60.0
 
 
 def seen(
-    remaining: int, window: float = WINDOW, limit: int = 50, ends_in: float = 2.0
+    remaining: int, window: float = WINDOW, limit: int = 50, ends_in: float = 60.0
 ) -> Observation:
     return Observation(
         window=window, tolerance=0.0, ends_in=ends_in, remaining=remaining, limit=limit
@@ -66,7 +69,7 @@ async def test_unknown_bucket_sends_one_probe_and_others_wait_for_its_answer(
         assert after.granted == 8  # wanted 8; a fifth of the 49 left would allow 9
         assert after.left == 41
         assert after.window == WINDOW
-        assert 1.9 < after.valid_for <= 2.0
+        assert 59 < after.valid_for <= 60
     finally:
         await other.aclose()
 
@@ -97,7 +100,7 @@ async def test_in_a_windows_second_half_a_lease_takes_at_most_a_share_of_what_is
 ) -> None:
     await open_window(store, remaining=50)
     for field in ("dl", "ws"):
-        await shift(redis_raw, field, -1.5)
+        await shift(redis_raw, field, -31)
     sizes = []
     while (lease := await store.lease(BUCKET, 16)).granted:
         sizes.append(lease.granted)
@@ -121,8 +124,8 @@ async def test_in_a_windows_first_half_each_process_gets_at_most_an_even_split(
     fleet = [store, *others]
     try:
         await open_window(store, remaining=53, limit=53)
-        # The next window's answer: the length is 2 s.
-        await store.observe(BUCKET, seen(53, window=WINDOW + 2, limit=53))
+        # The next window's answer: the window is a minute long (ample time for the test).
+        await store.observe(BUCKET, seen(53, window=WINDOW + LENGTH, limit=53, ends_in=LENGTH))
         firsts = [await s.lease(BUCKET, 1) for s in fleet]
         assert [f.holders for f in firsts] == [1, 2, 3, 4, 5]
         totals = []
@@ -144,13 +147,13 @@ async def test_the_remainder_of_the_split_goes_round_the_holders_window_by_windo
     fleet = [store, *others]
     try:
         await open_window(store, remaining=0, limit=53)
-        await store.observe(BUCKET, seen(0, window=WINDOW + 2, limit=53))
+        await store.observe(BUCKET, seen(0, window=WINDOW + LENGTH, limit=53, ends_in=LENGTH))
         for s in fleet:  # all five are holders (the window is spent)
             assert (await s.lease(BUCKET, 1)).reason == "empty"
         totals = [0] * 5
         for _ in range(5):
             for field in ("dl", "ws"):  # the window ends: the next one opens at 53
-                await shift(redis_raw, field, -2.0)
+                await shift(redis_raw, field, -LENGTH)
             for index, s in enumerate(fleet):
                 totals[index] += (await drain(s))[0]
         assert totals == [53] * 5
@@ -165,13 +168,13 @@ async def test_a_process_told_its_split_is_spent_is_told_when_to_ask_again(
     other = RedisBucketStore(redis_url, prefix="test")
     try:
         await open_window(store, remaining=50)
-        await store.observe(BUCKET, seen(50, window=WINDOW + 2))
+        await store.observe(BUCKET, seen(50, window=WINDOW + LENGTH, ends_in=LENGTH))
         await other.lease(BUCKET, 1)
         total, refusal = await drain(store)
         assert total == 25
         # The other holder may still take its 24: nothing is spare before the window ends.
         assert refusal.reason == "share"
-        assert 1.9 < refusal.retry_in <= 2.0
+        assert 59 < refusal.retry_in <= 60
     finally:
         await other.aclose()
 
@@ -182,12 +185,12 @@ async def test_what_nobody_took_in_the_first_half_is_free_in_the_second(
     other = RedisBucketStore(redis_url, prefix="test")
     try:
         await open_window(store, remaining=50)
-        await store.observe(BUCKET, seen(50, window=WINDOW + 2))
+        await store.observe(BUCKET, seen(50, window=WINDOW + LENGTH, ends_in=LENGTH))
         await other.lease(BUCKET, 1)
         while (await store.lease(BUCKET, 16)).granted:
             pass
         for field in ("dl", "ws"):  # into the second half
-            await shift(redis_raw, field, -1.1)
+            await shift(redis_raw, field, -31.0)
         lease = await store.lease(BUCKET, 16)
         assert (lease.reason, lease.granted) == ("granted", 4)  # a fifth of the 24 left
     finally:
@@ -221,7 +224,7 @@ async def test_concurrent_leases_from_many_processes_never_hand_out_more_than_is
         assert sum(totals) == 97
         lease = await stores[1].lease(BUCKET, 1)
         assert (lease.granted, lease.reason, lease.left) == (0, "empty", 0)
-        assert 0 < lease.retry_in <= 2.0
+        assert 0 < lease.retry_in <= LENGTH
     finally:
         for s in stores:
             await s.aclose()
@@ -236,7 +239,7 @@ async def test_in_one_window_the_lowest_count_wins_and_a_higher_one_changes_noth
     await open_window(store, remaining=40)
     assert await store.observe(BUCKET, seen(45)) == 40  # arrived late or out of order
     assert await store.observe(BUCKET, seen(30)) == 30  # someone outside the fleet spent
-    assert await store.observe(BUCKET, seen(10, window=WINDOW - 2)) == 30  # an older window
+    assert await store.observe(BUCKET, seen(10, window=WINDOW - LENGTH)) == 30  # an older window
 
 
 async def test_a_lease_folds_the_answer_it_carries_before_granting(
@@ -251,16 +254,16 @@ async def test_a_newer_window_replaces_the_old_one_and_the_window_rolls_on_the_s
     store: RedisBucketStore, redis_raw: Any
 ) -> None:
     await open_window(store, remaining=10)
-    await store.observe(BUCKET, seen(48, window=WINDOW + 2))
-    assert await redis_raw.hget(BUCKET, "len") == "2"
+    await store.observe(BUCKET, seen(48, window=WINDOW + LENGTH))
+    assert await redis_raw.hget(BUCKET, "len") == "60"
     lease = await store.lease(BUCKET, 16)
-    assert (lease.window, lease.granted, lease.left) == (WINDOW + 2, 16, 32)
+    assert (lease.window, lease.granted, lease.left) == (WINDOW + LENGTH, 16, 32)
     # The window ends (on the server's clock): the next lease opens the following one
     # at the full limit, without a probe.
-    await shift(redis_raw, "dl", -2.5)
+    await shift(redis_raw, "dl", -LENGTH - 0.5)
     lease = await store.lease(BUCKET, 16)
     assert lease.reason == "granted"
-    assert lease.window == WINDOW + 4
+    assert lease.window == WINDOW + 2 * LENGTH
     assert (lease.granted, lease.left, lease.limit) == (16, 34, 50)
 
 
@@ -268,7 +271,7 @@ async def test_a_window_of_unknown_length_is_probed_again_when_it_ends(
     store: RedisBucketStore, redis_raw: Any
 ) -> None:
     await open_window(store, remaining=10)
-    await shift(redis_raw, "dl", -2.5)
+    await shift(redis_raw, "dl", -LENGTH - 0.5)
     assert (await store.lease(BUCKET, 16)).probe
 
 
@@ -276,9 +279,9 @@ async def test_a_limit_that_changes_applies_from_the_next_window(
     store: RedisBucketStore, redis_raw: Any
 ) -> None:
     await open_window(store, remaining=50)
-    await store.observe(BUCKET, seen(49, window=WINDOW + 2))
-    await store.observe(BUCKET, seen(9, window=WINDOW + 2, limit=10))
-    await shift(redis_raw, "dl", -2.5)
+    await store.observe(BUCKET, seen(49, window=WINDOW + LENGTH))
+    await store.observe(BUCKET, seen(9, window=WINDOW + LENGTH, limit=10))
+    await shift(redis_raw, "dl", -LENGTH - 0.5)
     lease = await store.lease(BUCKET, 16)
     assert (lease.granted, lease.left, lease.limit) == (10, 0, 10)
 
@@ -302,7 +305,7 @@ async def test_a_429_closes_the_bucket_for_everyone_then_one_probe_goes(
         probe = await other.lease(BUCKET, 4)
         assert (probe.granted, probe.reason) == (1, "probe")
         assert (await store.lease(BUCKET, 4)).reason == "probing"
-        await other.observe(BUCKET, seen(30, window=WINDOW + 2), ended_probe=True)
+        await other.observe(BUCKET, seen(30, window=WINDOW + LENGTH), ended_probe=True)
         assert (await store.lease(BUCKET, 4)).granted == 4
     finally:
         await other.aclose()
@@ -312,7 +315,7 @@ async def test_a_429_of_another_window_leaves_the_current_count_alone(
     store: RedisBucketStore, redis_raw: Any
 ) -> None:
     await open_window(store, remaining=50)
-    await store.close_bucket(BUCKET, 0.5, WINDOW - 2)
+    await store.close_bucket(BUCKET, 0.5, WINDOW - LENGTH)
     assert await redis_raw.hget(BUCKET, "left") == "50"
 
 
@@ -327,8 +330,8 @@ async def test_unused_permits_go_back_to_their_window_while_it_lasts(
     assert lease.left == 34
     assert await store.give_back(BUCKET, WINDOW, 3) == 3
     assert await redis_raw.hget(BUCKET, "left") == "37"
-    assert await store.give_back(BUCKET, WINDOW - 2, 2) == 0  # a window that is over
-    await shift(redis_raw, "dl", -3)
+    assert await store.give_back(BUCKET, WINDOW - LENGTH, 2) == 0  # a window that is over
+    await shift(redis_raw, "dl", -LENGTH - 1)
     assert await store.give_back(BUCKET, WINDOW, 2) == 0  # this one ended too
     assert await redis_raw.hget(BUCKET, "left") == "37"
 
@@ -345,9 +348,9 @@ async def test_keys_expire_a_little_after_their_window_or_closure(
     store: RedisBucketStore, redis_raw: Any
 ) -> None:
     await open_window(store, remaining=50)
-    assert 5.0 < await redis_raw.pttl(BUCKET) / 1000 <= 7.0  # window end (2 s) + 5 s
-    await store.close_bucket(BUCKET, 30.0)
-    assert 34.0 < await redis_raw.pttl(BUCKET) / 1000 <= 35.0
+    assert 64 < await redis_raw.pttl(BUCKET) / 1000 <= 65  # the window's end + 5 s
+    await store.close_bucket(BUCKET, 90.0)
+    assert 94 < await redis_raw.pttl(BUCKET) / 1000 <= 95  # the closure's end + 5 s
     # And it really goes: a closure that is over and a window long gone leave nothing.
     await redis_raw.hset(BUCKET, mapping={"cu": "1", "dl": "1"})
     await store.observe(BUCKET, None)
