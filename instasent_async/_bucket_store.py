@@ -146,10 +146,12 @@ class StoreLink:
         self.window: float | None = None
         self.valid_until = 0.0
         self.probe_ready = False  # the store gave us its probe; not handed out yet
-        self.probe_out = False  # our probe is on its way to the API
+        # The loop our probe was sent from while it is on its way to the API.
+        self.probe_out: asyncio.AbstractEventLoop | None = None
         self.probe_ended = False  # our probe answered; the store learns it on the next lease
         self.pending: Observation | None = None  # the freshest answer not yet told to the store
-        self.fetching = False
+        # The loop running our store call while one is out.
+        self.fetching: asyncio.AbstractEventLoop | None = None
         self.retry_at = 0.0
         self.fallback = False
         self.failures = 0
@@ -164,20 +166,25 @@ class StoreLink:
         ``"fallback"`` (the governor decides from the headers itself), or the time to
         look again (``math.inf``: ``wake`` will be called)."""
         self.want = want
+        if self.fetching is not None and self.fetching.is_closed():
+            self.fetching = None  # its loop closed with the call: it will never end
+        if self.probe_out is not None and self.probe_out.is_closed():
+            self.probe_out = None  # sent from a loop that closed: it will never be answered
+            self.probe_ended = True
         if self.fallback or self.unmanaged:
-            if self.fallback and not self.fetching and now >= self.retry_at:
+            if self.fallback and self.fetching is None and now >= self.retry_at:
                 self._fetch(want)  # in the background: the fallback serves meanwhile
             return "fallback"
         if self.probe_ready:
             self.probe_ready = False
-            self.probe_out = True
+            self.probe_out = asyncio.get_running_loop()
             return "probe"
         if self.leased > 0:
             if now < self.valid_until:
                 self.leased -= 1
                 return "permit"
             self.leased = 0  # they belonged to a window that ended
-        if self.probe_out or self.fetching:
+        if self.probe_out is not None or self.fetching is not None:
             return math.inf
         if now < self.retry_at:
             return self.retry_at
@@ -209,7 +216,7 @@ class StoreLink:
             ):
                 self.pending = observed
         if probe:
-            self.probe_out = False
+            self.probe_out = None
             if status is not None and status != 429 and observed is None:
                 self.unmanaged = True
             self.probe_ended = True
@@ -219,13 +226,13 @@ class StoreLink:
             delay = closed_for if closed_for is not None else 1.0
             window = observed.window if observed is not None else None
             self.links.spawn(self._close(delay, window))
-        elif probe and not self.fallback and not self.fetching:
+        elif probe and not self.fallback and self.fetching is None:
             self._fetch(self.want)  # tell the store now: the fleet waits for this answer
 
     # -- store calls (background) ---------------------------------------------------------
 
     def _fetch(self, want: int) -> None:
-        self.fetching = True
+        self.fetching = asyncio.get_running_loop()
         self.links.spawn(self._lease(want))
 
     async def _lease(self, want: int) -> None:
@@ -235,7 +242,7 @@ class StoreLink:
         try:
             lease = await links.store.lease(self.name, want, sent, ended_probe=ended)
         except asyncio.CancelledError:
-            self.fetching = False
+            self.fetching = None
             raise
         except Exception as exc:  # StoreUnavailable, or anything a broken store raises
             self._failed(exc)
@@ -250,7 +257,7 @@ class StoreLink:
                 self.failures = 0
                 links.recovered(self.label)
             self._accept(lease, now)
-        self.fetching = False
+        self.fetching = None
         if self.probe_ended and not self.fallback:
             self._fetch(self.want)  # our probe answered while this lease was out
         self.wake()
@@ -295,8 +302,9 @@ class StoreLink:
         store = self.links.store
         leased, window = self.leased, self.window
         self.leased = 0
-        probe = self.probe_ready or self.probe_out
-        self.probe_ready = self.probe_out = False
+        probe = self.probe_ready or self.probe_out is not None
+        self.probe_ready = False
+        self.probe_out = None
         if self.fallback:
             return
         try:
