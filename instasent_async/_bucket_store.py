@@ -2,7 +2,8 @@
 
 Without a store (the default) the governor decides every permit from the answers'
 headers in this process and nothing here runs. With one (``RateLimitGovernor(
-store=RedisBucketStore(...))``) each bucket gets a ``StoreLink``: it leases small
+store=RedisBucketStore(...))``) its buckets are ``SharedBucket``s: the same core
+bucket, asking its ``StoreLink`` first. The link leases small
 blocks of permits from the store, hands them out locally, carries the freshest
 answer back on its next lease, closes the bucket for the whole fleet after a 429
 and ends the probe it was given. Store calls run as background tasks and are
@@ -21,15 +22,27 @@ import math
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, Literal, Protocol
 
+from ._core.bucket import Notice, Permit
+from ._core.headers import AnswerInfo
+from ._core.timing import window_of
+from ._ratelimit import _GovernedBucket
+from ._ratelimit_values import BucketKey
 from ._redis_store import Lease, Observation, StoreUnavailable
 
-__all__ = ["BucketStore", "StoreLink", "StoreLinks"]
+__all__ = ["BucketStore", "SharedBucket", "StoreLink", "StoreLinks"]
 
 log = logging.getLogger("instasent_async.ratelimit")
 
 # After a failed store call, ask again after this long, doubling up to the cap.
 _RECOVER_BASE: Final = 0.5
 _RECOVER_MAX: Final = 8.0
+# A lease asks for the waiting requests, and at least this many permits: a process
+# sending one request at a time does not ask the store for each.
+_MIN_WANT: Final = 4
+# A 429 that announces no wait closes the fleet's bucket for this long.
+_CLOSE_UNKNOWN: Final = 1.0
+# ...and one that announces a wait, for at least this long.
+_CLOSE_MIN: Final = 0.05
 
 Take = Literal["permit", "probe", "fallback"]
 
@@ -64,22 +77,98 @@ class BucketStore(Protocol):
     async def aclose(self) -> None: ...
 
 
+class SharedBucket(_GovernedBucket):
+    """A governed bucket whose permits come from the store while it answers.
+
+    ``grant`` asks the link; in fallback the core decides from the headers as it
+    always does. ``observe`` folds the answer into the core too (a permit the
+    core did not grant changes nothing in a core that is not open), then tells
+    the link what the answer said about the window.
+    """
+
+    __slots__ = ("leased", "link", "shared_probe")
+
+    def __init__(self, key: BucketKey, spread_pacing: bool, link: StoreLink) -> None:
+        super().__init__(key, spread_pacing)
+        self.link = link
+        # The permits in flight that the store leased (the others come from the core),
+        # and the one that is the fleet's probe.
+        self.leased: set[Permit] = set()
+        self.shared_probe: Permit | None = None
+
+    def grant(self, now: float) -> Permit | float | None:
+        waiting = len(self.waiters) + 1
+        taken = self.link.take(now, waiting if waiting > _MIN_WANT else _MIN_WANT)
+        if taken == "fallback":
+            return super().grant(now)
+        if type(taken) is float:
+            return None if taken == math.inf else taken
+        self.in_flight += 1
+        permit = Permit(self, now, False)
+        self.leased.add(permit)
+        if taken == "probe":
+            self.shared_probe = permit
+        return permit
+
+    def observe(
+        self, permit: Permit, status: int | None, info: AnswerInfo | None, now: float
+    ) -> Notice:
+        shared = permit in self.leased
+        notice = super().observe(permit, status, info, now)
+        if shared:
+            self.leased.discard(permit)
+            probe = permit is self.shared_probe
+            if probe:
+                self.shared_probe = None
+            observed = None
+            if (
+                status is not None
+                and info is not None
+                and info.implausible is None
+                and info.remaining is not None
+                and info.reset_in is not None
+            ):
+                key, tolerance, ends = window_of(self, info, permit.sent_at, now)
+                if info.reset_epoch is None:
+                    # A relative reset: other processes know this window by wall clock.
+                    key, tolerance = info.received_at + info.reset_in, max(tolerance, 1.0)
+                observed = Observation(
+                    key, tolerance, max(0.0, ends + self.margin - now), info.remaining, info.limit
+                )
+            closed_for = None
+            if status == 429:
+                wait = info.announced_wait if info is not None else None
+                closed_for = _CLOSE_UNKNOWN if wait is None else max(_CLOSE_MIN, wait)
+            self.link.answered(probe, status, observed, closed_for)
+        return notice
+
+
 class StoreLinks:
     """The links of one governor to its store: one per bucket, one WARNING per outage."""
 
-    def __init__(self, store: BucketStore, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        store: BucketStore,
+        clock: Callable[[], float],
+        dispatch: Callable[[_GovernedBucket], None],
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.dispatch = dispatch
         self.tasks: set[asyncio.Task[None]] = set()
         self.links: dict[object, StoreLink] = {}
         self._warned = False
 
-    def link(self, key: object, name: str, label: str, wake: Callable[[], None]) -> StoreLink:
-        """The link of bucket ``key`` (created on first use)."""
+    def bucket(self, key: BucketKey, spread_pacing: bool) -> SharedBucket:
+        """A new bucket for ``key``, linked to the store (one link per key, kept when
+        an idle bucket is swept and made again)."""
         link = self.links.get(key)
         if link is None:
-            link = self.links[key] = StoreLink(self, name, label, wake)
-        return link
+            name = self.store.bucket_name(key.token, key.scope, key.rate_class)
+            link = self.links[key] = StoreLink(self, name, f"{key.scope}/{key.rate_class}")
+        bucket = SharedBucket(key, spread_pacing, link)
+        link.bucket = bucket
+        return bucket
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -117,6 +206,7 @@ class StoreLink:
     """One bucket's share of the store: the permits leased to this process."""
 
     __slots__ = (
+        "bucket",
         "failures",
         "fallback",
         "fetching",
@@ -131,17 +221,16 @@ class StoreLink:
         "retry_at",
         "unmanaged",
         "valid_until",
-        "wake",
         "want",
         "window",
     )
 
-    def __init__(self, links: StoreLinks, name: str, label: str, wake: Callable[[], None]) -> None:
+    def __init__(self, links: StoreLinks, name: str, label: str) -> None:
         self.links = links
         self.name = name
         self.label = label
-        # Called when the link may grant again (a lease arrived, the store came back).
-        self.wake = wake
+        # The bucket this link serves now (woken when it may grant again).
+        self.bucket: SharedBucket | None = None
         self.leased = 0
         self.window: float | None = None
         self.valid_until = 0.0
@@ -164,7 +253,7 @@ class StoreLink:
     def take(self, now: float, want: int) -> Take | float:
         """A permit (``"permit"``, or ``"probe"`` for the one that goes first),
         ``"fallback"`` (the governor decides from the headers itself), or the time to
-        look again (``math.inf``: ``wake`` will be called)."""
+        look again (``math.inf``: the bucket is woken when a lease arrives)."""
         self.want = want
         if self.fetching is not None and self.fetching.is_closed():
             self.fetching = None  # its loop closed with the call: it will never end
@@ -260,7 +349,7 @@ class StoreLink:
         self.fetching = None
         if self.probe_ended and not self.fallback:
             self._fetch(self.want)  # our probe answered while this lease was out
-        self.wake()
+        self._wake()
 
     def _accept(self, lease: Lease, now: float) -> None:
         if lease.granted:
@@ -282,7 +371,7 @@ class StoreLink:
             raise
         except Exception as exc:
             self._failed(exc)
-            self.wake()
+            self._wake()
 
     def _failed(self, exc: BaseException) -> None:
         if not isinstance(exc, StoreUnavailable):
@@ -296,6 +385,11 @@ class StoreLink:
             self.leased = 0
             self.probe_ready = False
             self.links.unavailable(self.label, exc)
+
+    def _wake(self) -> None:
+        bucket = self.bucket
+        if bucket is not None and bucket.waiters:
+            self.links.dispatch(bucket)
 
     async def release(self) -> None:
         """Give back the permits this process leased and did not use, and its probe."""
