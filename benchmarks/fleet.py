@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -54,12 +55,11 @@ from typing import Any
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT, ROOT / "benchmarks"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from governor import PROJECT, TOKEN, Tally, start_server, stop_server  # noqa: E402
-
+TOKEN = "bench-fleet-token-0123456789"
+PROJECT = "proj_demo"
 MODES = ("store", "headers", "aiolimiter")
 TARGET_SHARE = 0.97
 TARGET_REJECTED = 0.005
@@ -68,6 +68,24 @@ TARGET_SPREAD = 0.20
 
 
 # -- worker processes ------------------------------------------------------------------------
+
+
+class Tally:
+    """Answers seen on the wire, per server window (their X-RateLimit-Reset)."""
+
+    def __init__(self) -> None:
+        self.ok: Counter[int] = Counter()
+        self.rejected: Counter[int] = Counter()
+
+    def record(self, status: int, headers: Any) -> None:
+        try:
+            window = int(headers.get("X-RateLimit-Reset", "0"))
+        except ValueError:
+            window = 0
+        if status == 429:
+            self.rejected[window] += 1
+        elif status < 400:
+            self.ok[window] += 1
 
 
 class Calls:
@@ -166,13 +184,45 @@ def worker_main(args: argparse.Namespace) -> int:
     tally, calls = Tally(), Calls()
     worker = worker_aiolimiter if args.worker == "aiolimiter" else worker_sdk
     extra = asyncio.run(worker(args, tally, calls))
-    result = json.loads(tally.dump())
+    result = {"ok": tally.ok, "rejected": tally.rejected}
     result.update(extra, latencies=calls.latencies, sent=calls.sent)
     print(json.dumps(result), flush=True)
     return 0
 
 
-# -- redis-server ----------------------------------------------------------------------------
+# -- servers ---------------------------------------------------------------------------------
+
+
+def start_fake(limit: int, window: float) -> tuple[subprocess.Popen[str], str]:
+    """Start FakeInstasent in its own process; return it with its base URL."""
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "instasent_async.testing", "--port", "0",
+            "--rate-limit", str(limit), "--window", str(window), "--product-token", TOKEN,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if "listening on" in line:
+            return proc, line.rsplit(" ", 1)[-1].strip()
+    proc.kill()
+    raise RuntimeError("the fake server did not start")
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def start_redis(directory: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -337,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows = []
     with tempfile.TemporaryDirectory() as redis_dir:
-        server, url = start_server(args.limit, args.window)
+        server, url = start_fake(args.limit, args.window)
         redis_proc, redis_url = start_redis(redis_dir)
         try:
             run = 0
@@ -355,9 +405,8 @@ def main(argv: list[str] | None = None) -> int:
                     if mode == "store":
                         flush_redis(redis_url)
         finally:
-            stop_server(server)
-            redis_proc.terminate()
-            redis_proc.wait(timeout=10)
+            stop(server)
+            stop(redis_proc)
 
     print()
     header = (
