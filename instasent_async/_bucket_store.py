@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, Literal, Protocol
 
-from ._core.bucket import Notice, Permit
+from ._core.bucket import OPEN, Notice, Permit
 from ._core.headers import AnswerInfo
 from ._core.timing import window_of
 from ._ratelimit import _GovernedBucket
@@ -140,6 +140,9 @@ class SharedBucket(_GovernedBucket):
                 wait = info.announced_wait if info is not None else None
                 closed_for = _CLOSE_UNKNOWN if wait is None else max(_CLOSE_MIN, wait)
             self.link.answered(probe, status, observed, closed_for)
+        elif self.link.unmanaged and self.mode == OPEN:
+            # The answers carry rate-limit headers now: share the bucket again.
+            self.link.unmanaged = False
         return notice
 
 
@@ -316,7 +319,12 @@ class StoreLink:
             window = observed.window if observed is not None else None
             self.links.spawn(self._close(delay, window))
         elif probe and not self.fallback and self.fetching is None:
-            self._fetch(self.want)  # tell the store now: the fleet waits for this answer
+            # Tell the store now: the fleet waits for this answer.
+            if self.unmanaged:
+                self.fetching = asyncio.get_running_loop()
+                self.links.spawn(self._end_probe())
+            else:
+                self._fetch(self.want)
 
     # -- store calls (background) ---------------------------------------------------------
 
@@ -363,6 +371,18 @@ class StoreLink:
             self.window = lease.window
             self.valid_until = now + lease.valid_for
         self.retry_at = now + lease.retry_in
+
+    async def _end_probe(self) -> None:
+        try:
+            await self.links.store.observe(self.name, None, ended_probe=True)
+        except asyncio.CancelledError:
+            self.fetching = None
+            raise
+        except Exception as exc:
+            self._failed(exc)
+        else:
+            self.probe_ended = False
+        self.fetching = None
 
     async def _close(self, delay: float, window: float | None) -> None:
         try:

@@ -252,3 +252,128 @@ def test_importing_the_package_does_not_import_redis() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- scripted servers: what the store does with odd answers -----------------------------------
+
+PROJECT_BODY = {"entity": {"uid": "proj_demo", "id": 1, "name": "Demo"}}
+
+
+def scripted_client(url: str, store: RedisBucketStore, attempts: int = 4) -> Instasent:
+    return Instasent(
+        "scripted-token-0123456789",
+        project="proj_demo",
+        base_url=url,
+        rate_limit=RateLimitGovernor(store=store),
+        retry=RetryPolicy(max_attempts=attempts),
+    )
+
+
+async def test_answers_without_rate_limit_headers_are_not_queued_through_the_store(
+    scripted: Any, redis_url: str
+) -> None:
+    from aiohttp import web
+
+    in_flight = 0
+    most = 0
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.05)
+        in_flight -= 1
+        return web.json_response(PROJECT_BODY)
+
+    scripted.handler = slow
+    store = RedisBucketStore(redis_url, prefix="fleet")
+    async with scripted_client(scripted.url, store) as client:
+        await client.project.get()  # the probe: no headers, nothing to share
+        await asyncio.gather(*(client.project.get() for _ in range(8)))
+    assert len(scripted.requests) == 9
+    assert most >= 4  # not one at a time
+    assert store.round_trips <= 2  # the probe's lease and the word that it ended
+
+
+async def test_a_429_seen_by_one_process_holds_every_process_until_its_retry_after(
+    scripted: Any, redis_url: str, redis_raw: Any
+) -> None:
+    from email.utils import formatdate
+
+    from aiohttp import web
+
+    from instasent_async import RateLimitError
+
+    refuse = False
+    sent_at: list[float] = []
+
+    async def limited(request: web.Request) -> web.StreamResponse:
+        sent_at.append(time.monotonic())
+        now = time.time()
+        headers = {
+            "X-RateLimit-Limit": "100",
+            "X-RateLimit-Remaining": str(100 - len(sent_at)),
+            "X-RateLimit-Reset": str(int(now) + 60),
+            "Date": formatdate(now, usegmt=True),
+        }
+        if refuse:
+            return web.json_response({}, status=429, headers={**headers, "Retry-After": "1"})
+        return web.json_response(PROJECT_BODY, headers=headers)
+
+    scripted.handler = limited
+    first, second = (RedisBucketStore(redis_url, prefix="fleet") for _ in range(2))
+    async with (
+        scripted_client(scripted.url, first, attempts=1) as one,
+        scripted_client(scripted.url, second) as other,
+    ):
+        await one.project.get()  # the probe opens the shared window
+        refuse = True
+        with pytest.raises(RateLimitError):
+            await one.project.get()
+        refused_at = sent_at[-1]
+        refuse = False
+        keys = [k async for k in redis_raw.scan_iter("fleet:rl:*") if "holders" not in k]
+        key = keys[0]
+        for _ in range(100):  # the closing script runs in the background: wait for it
+            if await redis_raw.hget(key, "cu"):
+                break
+            await asyncio.sleep(0.01)
+        call = asyncio.ensure_future(other.project.get())
+        await asyncio.sleep(0.3)
+        assert len(sent_at) == 2  # the other process holds its request
+        await call
+    # It went once the closure ended (the probe after it), not before.
+    assert len(sent_at) == 3
+    assert sent_at[2] - refused_at >= 0.95
+
+
+async def test_a_bucket_is_shared_again_once_its_answers_carry_rate_limit_headers(
+    scripted: Any, redis_url: str
+) -> None:
+    from email.utils import formatdate
+
+    from aiohttp import web
+
+    with_headers = False
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        now = time.time()
+        headers = {
+            "X-RateLimit-Limit": "100",
+            "X-RateLimit-Remaining": "90",
+            "X-RateLimit-Reset": str(int(now) + 60),
+            "Date": formatdate(now, usegmt=True),
+        }
+        return web.json_response(PROJECT_BODY, headers=headers if with_headers else {})
+
+    scripted.handler = handler
+    store = RedisBucketStore(redis_url, prefix="fleet")
+    async with scripted_client(scripted.url, store) as client:
+        for _ in range(3):
+            await client.project.get()
+        unshared = store.round_trips
+        with_headers = True
+        await client.project.get()  # read by the governor alone: the headers are back
+        await client.project.get()
+        assert store.round_trips > unshared
+    assert unshared <= 2
