@@ -19,7 +19,7 @@ when it closes.
 
 Keys are ``{prefix}:rl:{{token fingerprint}:{scope}:{rate class}}`` (and the same
 with ``:holders``): the token itself never reaches Redis. They expire a little
-after the window they describe.
+after the window they describe (the holders two windows after their last lease).
 
 redis-py is imported only when a store is built, so the base install never needs
 it (``pip install 'instasent-async[redis]'``).
