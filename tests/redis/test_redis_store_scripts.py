@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -28,12 +28,22 @@ def seen(
 
 
 @pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[RedisBucketStore]:
-    s = RedisBucketStore(redis_url, prefix="test")
-    try:
-        yield s
-    finally:
+async def new_store(redis_url: str) -> AsyncIterator[Callable[..., RedisBucketStore]]:
+    """Make stores on the test's server (each one a process of the fleet); all closed after."""
+    made: list[RedisBucketStore] = []
+
+    def make(**options: Any) -> RedisBucketStore:
+        made.append(RedisBucketStore(redis_url, prefix="test", **options))
+        return made[-1]
+
+    yield make
+    for s in made:
         await s.aclose()
+
+
+@pytest.fixture
+def store(new_store: Callable[..., RedisBucketStore]) -> RedisBucketStore:
+    return new_store()
 
 
 async def open_window(store: RedisBucketStore, remaining: int = 50, limit: int = 50) -> None:
@@ -53,37 +63,31 @@ async def shift(raw: Any, field: str, seconds: float) -> None:
 
 
 async def test_unknown_bucket_sends_one_probe_and_others_wait_for_its_answer(
-    redis_url: str, store: RedisBucketStore
+    new_store: Callable[..., RedisBucketStore], store: RedisBucketStore
 ) -> None:
-    other = RedisBucketStore(redis_url, prefix="test")
-    try:
-        first = await store.lease(BUCKET, 8)
-        assert (first.granted, first.reason) == (1, "probe")
-        waiting = await other.lease(BUCKET, 8)
-        assert (waiting.granted, waiting.reason) == (0, "probing")
-        assert 0 < waiting.retry_in <= 0.05
-        await store.observe(BUCKET, seen(49), ended_probe=True)
-        after = await other.lease(BUCKET, 8)
-        assert after.reason == "granted"
-        assert after.granted == 8  # wanted 8; a fifth of the 49 left would allow 9
-        assert after.left == 41
-        assert after.window == WINDOW
-        assert 59 < after.valid_for <= 60
-    finally:
-        await other.aclose()
+    other = new_store()
+    first = await store.lease(BUCKET, 8)
+    assert (first.granted, first.reason) == (1, "probe")
+    waiting = await other.lease(BUCKET, 8)
+    assert (waiting.granted, waiting.reason) == (0, "probing")
+    assert 0 < waiting.retry_in <= 0.05
+    await store.observe(BUCKET, seen(49), ended_probe=True)
+    after = await other.lease(BUCKET, 8)
+    assert after.reason == "granted"
+    assert after.granted == 8  # wanted 8; a fifth of the 49 left would allow 9
+    assert after.left == 41
+    assert after.window == WINDOW
+    assert 59 < after.valid_for <= 60
 
 
 async def test_a_probe_whose_holder_went_silent_passes_to_another_after_its_ttl(
-    redis_url: str, store: RedisBucketStore, redis_raw: Any
+    new_store: Callable[..., RedisBucketStore], store: RedisBucketStore, redis_raw: Any
 ) -> None:
-    other = RedisBucketStore(redis_url, prefix="test")
-    try:
-        assert (await store.lease(BUCKET, 1)).probe
-        assert (await other.lease(BUCKET, 1)).reason == "probing"
-        await shift(redis_raw, "pu", -10)
-        assert (await other.lease(BUCKET, 1)).probe
-    finally:
-        await other.aclose()
+    other = new_store()
+    assert (await store.lease(BUCKET, 1)).probe
+    assert (await other.lease(BUCKET, 1)).reason == "probing"
+    await shift(redis_raw, "pu", -10)
+    assert (await other.lease(BUCKET, 1)).probe
 
 
 async def test_a_lone_holder_takes_blocks_of_at_most_max_lease(
@@ -117,83 +121,69 @@ async def drain(s: RedisBucketStore) -> tuple[int, Lease]:
 
 
 async def test_in_a_windows_first_half_each_process_gets_at_most_an_even_split(
-    redis_url: str, store: RedisBucketStore
+    new_store: Callable[..., RedisBucketStore], store: RedisBucketStore
 ) -> None:
-    others = [RedisBucketStore(redis_url, prefix="test") for _ in range(4)]
+    others = [new_store() for _ in range(4)]
     fleet = [store, *others]
-    try:
-        await open_window(store, remaining=53, limit=53)
-        # The next window's answer: the window is a minute long (ample time for the test).
-        await store.observe(BUCKET, seen(53, window=WINDOW + LENGTH, limit=53, ends_in=LENGTH))
-        firsts = [await s.lease(BUCKET, 1) for s in fleet]
-        assert [f.holders for f in firsts] == [1, 2, 3, 4, 5]
-        totals = []
-        for s in fleet:
-            total, refusal = await drain(s)
-            assert refusal.reason in ("share", "empty")
-            totals.append(total + 1)
-        # 53 = 5 x 10 + 3: three holders get one more.
-        assert sorted(totals) == [10, 10, 11, 11, 11]
-    finally:
-        for other in others:
-            await other.aclose()
+    await open_window(store, remaining=53, limit=53)
+    # The next window's answer: the window is a minute long (ample time for the test).
+    await store.observe(BUCKET, seen(53, window=WINDOW + LENGTH, limit=53, ends_in=LENGTH))
+    firsts = [await s.lease(BUCKET, 1) for s in fleet]
+    assert [f.holders for f in firsts] == [1, 2, 3, 4, 5]
+    totals = []
+    for s in fleet:
+        total, refusal = await drain(s)
+        assert refusal.reason in ("share", "empty")
+        totals.append(total + 1)
+    # 53 = 5 x 10 + 3: three holders get one more.
+    assert sorted(totals) == [10, 10, 11, 11, 11]
 
 
 async def test_the_remainder_of_the_split_goes_round_the_holders_window_by_window(
-    redis_url: str, store: RedisBucketStore, redis_raw: Any
+    new_store: Callable[..., RedisBucketStore], store: RedisBucketStore, redis_raw: Any
 ) -> None:
-    others = [RedisBucketStore(redis_url, prefix="test") for _ in range(4)]
+    others = [new_store() for _ in range(4)]
     fleet = [store, *others]
-    try:
-        await open_window(store, remaining=0, limit=53)
-        await store.observe(BUCKET, seen(0, window=WINDOW + LENGTH, limit=53, ends_in=LENGTH))
-        for s in fleet:  # all five are holders (the window is spent)
-            assert (await s.lease(BUCKET, 1)).reason == "empty"
-        totals = [0] * 5
-        for _ in range(5):
-            for field in ("dl", "ws"):  # the window ends: the next one opens at 53
-                await shift(redis_raw, field, -LENGTH)
-            for index, s in enumerate(fleet):
-                totals[index] += (await drain(s))[0]
-        assert totals == [53] * 5
-    finally:
-        for other in others:
-            await other.aclose()
+    await open_window(store, remaining=0, limit=53)
+    await store.observe(BUCKET, seen(0, window=WINDOW + LENGTH, limit=53, ends_in=LENGTH))
+    for s in fleet:  # all five are holders (the window is spent)
+        assert (await s.lease(BUCKET, 1)).reason == "empty"
+    totals = [0] * 5
+    for _ in range(5):
+        for field in ("dl", "ws"):  # the window ends: the next one opens at 53
+            await shift(redis_raw, field, -LENGTH)
+        for index, s in enumerate(fleet):
+            totals[index] += (await drain(s))[0]
+    assert totals == [53] * 5
 
 
 async def test_a_process_told_its_split_is_spent_is_told_when_to_ask_again(
-    redis_url: str, store: RedisBucketStore
+    new_store: Callable[..., RedisBucketStore], store: RedisBucketStore
 ) -> None:
-    other = RedisBucketStore(redis_url, prefix="test")
-    try:
-        await open_window(store, remaining=50)
-        await store.observe(BUCKET, seen(50, window=WINDOW + LENGTH, ends_in=LENGTH))
-        await other.lease(BUCKET, 1)
-        total, refusal = await drain(store)
-        assert total == 25
-        # The other holder may still take its 24: nothing is spare before the window ends.
-        assert refusal.reason == "share"
-        assert 59 < refusal.retry_in <= 60
-    finally:
-        await other.aclose()
+    other = new_store()
+    await open_window(store, remaining=50)
+    await store.observe(BUCKET, seen(50, window=WINDOW + LENGTH, ends_in=LENGTH))
+    await other.lease(BUCKET, 1)
+    total, refusal = await drain(store)
+    assert total == 25
+    # The other holder may still take its 24: nothing is spare before the window ends.
+    assert refusal.reason == "share"
+    assert 59 < refusal.retry_in <= 60
 
 
 async def test_what_nobody_took_in_the_first_half_is_free_in_the_second(
-    redis_url: str, store: RedisBucketStore, redis_raw: Any
+    new_store: Callable[..., RedisBucketStore], store: RedisBucketStore, redis_raw: Any
 ) -> None:
-    other = RedisBucketStore(redis_url, prefix="test")
-    try:
-        await open_window(store, remaining=50)
-        await store.observe(BUCKET, seen(50, window=WINDOW + LENGTH, ends_in=LENGTH))
-        await other.lease(BUCKET, 1)
-        while (await store.lease(BUCKET, 16)).granted:
-            pass
-        for field in ("dl", "ws"):  # into the second half
-            await shift(redis_raw, field, -31.0)
-        lease = await store.lease(BUCKET, 16)
-        assert (lease.reason, lease.granted) == ("granted", 4)  # a fifth of the 24 left
-    finally:
-        await other.aclose()
+    other = new_store()
+    await open_window(store, remaining=50)
+    await store.observe(BUCKET, seen(50, window=WINDOW + LENGTH, ends_in=LENGTH))
+    await other.lease(BUCKET, 1)
+    while (await store.lease(BUCKET, 16)).granted:
+        pass
+    for field in ("dl", "ws"):  # into the second half
+        await shift(redis_raw, field, -31.0)
+    lease = await store.lease(BUCKET, 16)
+    assert (lease.reason, lease.granted) == ("granted", 4)  # a fifth of the 24 left
 
 
 async def test_a_lease_never_takes_more_than_wanted(store: RedisBucketStore) -> None:
@@ -203,30 +193,24 @@ async def test_a_lease_never_takes_more_than_wanted(store: RedisBucketStore) -> 
 
 
 async def test_concurrent_leases_from_many_processes_never_hand_out_more_than_is_left(
-    redis_url: str,
+    new_store: Callable[..., RedisBucketStore],
 ) -> None:
-    stores = [
-        RedisBucketStore(redis_url, prefix="test", lease_share=0.5, timeout=5.0) for _ in range(12)
-    ]
-    try:
-        await open_window(stores[0], remaining=97, limit=100)
+    stores = [new_store(lease_share=0.5, timeout=5.0) for _ in range(12)]
+    await open_window(stores[0], remaining=97, limit=100)
 
-        async def drain(s: RedisBucketStore) -> int:
-            total = 0
-            while True:
-                lease = await s.lease(BUCKET, 16)
-                if lease.reason == "empty":
-                    return total
-                total += lease.granted
+    async def drain(s: RedisBucketStore) -> int:
+        total = 0
+        while True:
+            lease = await s.lease(BUCKET, 16)
+            if lease.reason == "empty":
+                return total
+            total += lease.granted
 
-        totals = await asyncio.gather(*(drain(s) for s in stores for _ in range(4)))
-        assert sum(totals) == 97
-        lease = await stores[1].lease(BUCKET, 1)
-        assert (lease.granted, lease.reason, lease.left) == (0, "empty", 0)
-        assert 0 < lease.retry_in <= LENGTH
-    finally:
-        for s in stores:
-            await s.aclose()
+    totals = await asyncio.gather(*(drain(s) for s in stores for _ in range(4)))
+    assert sum(totals) == 97
+    lease = await stores[1].lease(BUCKET, 1)
+    assert (lease.granted, lease.reason, lease.left) == (0, "empty", 0)
+    assert 0 < lease.retry_in <= LENGTH
 
 
 # -- answers --------------------------------------------------------------------------------
@@ -289,25 +273,22 @@ async def test_a_limit_that_changes_applies_from_the_next_window(
 
 
 async def test_a_429_closes_the_bucket_for_everyone_then_one_probe_goes(
-    redis_url: str, store: RedisBucketStore, redis_raw: Any
+    new_store: Callable[..., RedisBucketStore], store: RedisBucketStore, redis_raw: Any
 ) -> None:
-    other = RedisBucketStore(redis_url, prefix="test")
-    try:
-        await open_window(store, remaining=50)
-        assert await store.close_bucket(BUCKET, 1.5, WINDOW) == pytest.approx(1.5, abs=0.01)
-        closed = await other.lease(BUCKET, 4)
-        assert (closed.granted, closed.reason, closed.left) == (0, "closed", 0)
-        assert 1.4 < closed.retry_in <= 1.5
-        # A shorter closure never shortens the one in place.
-        assert await other.close_bucket(BUCKET, 0.1) > 1.4
-        await shift(redis_raw, "cu", -2)
-        probe = await other.lease(BUCKET, 4)
-        assert (probe.granted, probe.reason) == (1, "probe")
-        assert (await store.lease(BUCKET, 4)).reason == "probing"
-        await other.observe(BUCKET, seen(30, window=WINDOW + LENGTH), ended_probe=True)
-        assert (await store.lease(BUCKET, 4)).granted == 4
-    finally:
-        await other.aclose()
+    other = new_store()
+    await open_window(store, remaining=50)
+    assert await store.close_bucket(BUCKET, 1.5, WINDOW) == pytest.approx(1.5, abs=0.01)
+    closed = await other.lease(BUCKET, 4)
+    assert (closed.granted, closed.reason, closed.left) == (0, "closed", 0)
+    assert 1.4 < closed.retry_in <= 1.5
+    # A shorter closure never shortens the one in place.
+    assert await other.close_bucket(BUCKET, 0.1) > 1.4
+    await shift(redis_raw, "cu", -2)
+    probe = await other.lease(BUCKET, 4)
+    assert (probe.granted, probe.reason) == (1, "probe")
+    assert (await store.lease(BUCKET, 4)).reason == "probing"
+    await other.observe(BUCKET, seen(30, window=WINDOW + LENGTH), ended_probe=True)
+    assert (await store.lease(BUCKET, 4)).granted == 4
 
 
 async def test_a_429_of_another_window_leaves_the_current_count_alone(
