@@ -86,14 +86,14 @@ class SharedBucket(_GovernedBucket):
     the link what the answer said about the window.
     """
 
-    __slots__ = ("leased", "link", "shared_probe")
+    __slots__ = ("from_store", "link", "shared_probe")
 
     def __init__(self, key: BucketKey, spread_pacing: bool, link: StoreLink) -> None:
         super().__init__(key, spread_pacing)
         self.link = link
         # The permits in flight that the store leased (the others come from the core),
         # and the one that is the fleet's probe.
-        self.leased: set[Permit] = set()
+        self.from_store: set[Permit] = set()
         self.shared_probe: Permit | None = None
 
     def grant(self, now: float) -> Permit | float | None:
@@ -105,7 +105,7 @@ class SharedBucket(_GovernedBucket):
             return None if taken == math.inf else taken
         self.in_flight += 1
         permit = Permit(self, now, False)
-        self.leased.add(permit)
+        self.from_store.add(permit)
         if taken == "probe":
             self.shared_probe = permit
         return permit
@@ -113,10 +113,10 @@ class SharedBucket(_GovernedBucket):
     def observe(
         self, permit: Permit, status: int | None, info: AnswerInfo | None, now: float
     ) -> Notice:
-        shared = permit in self.leased
+        shared = permit in self.from_store
         notice = super().observe(permit, status, info, now)
         if shared:
-            self.leased.discard(permit)
+            self.from_store.discard(permit)
             probe = permit is self.shared_probe
             if probe:
                 self.shared_probe = None
@@ -182,8 +182,8 @@ class StoreLinks:
         if not self._warned:
             self._warned = True
             log.warning(
-                "rate-limit store unavailable (%s): bucket %s and any other falls back to "
-                "header-driven limits until the store answers again",
+                "rate-limit store unavailable (%s): bucket %s (and any other bucket meanwhile) "
+                "falls back to header-driven limits until the store answers again",
                 error,
                 label,
             )
@@ -198,10 +198,12 @@ class StoreLinks:
         the store's connections (it opens new ones if used again)."""
         links = list(self.links.values())
         await asyncio.gather(*(link.release() for link in links), return_exceptions=True)
-        for task in list(self.tasks):
+        loop = asyncio.get_running_loop()
+        tasks = [task for task in self.tasks if task.get_loop() is loop]
+        for task in tasks:
             task.cancel()
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         await self.store.aclose()
 
 
@@ -315,7 +317,9 @@ class StoreLink:
         if status == 429:
             self.leased = 0
             self.probe_ended = False  # the closing script ends it
-            delay = closed_for if closed_for is not None else 1.0
+            delay = closed_for if closed_for is not None else _CLOSE_UNKNOWN
+            # Not even this process asks before the closure it is telling the store of ends.
+            self.retry_at = self.links.clock() + delay
             window = observed.window if observed is not None else None
             self.links.spawn(self._close(delay, window))
         elif probe and not self.fallback and self.fetching is None:
