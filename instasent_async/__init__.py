@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._client import Instasent
 from ._ratelimit import BucketKey, BucketSnapshot, RateLimitEvent, RateLimitGovernor
 from ._retry import RetryPolicy
@@ -23,6 +25,9 @@ from .errors import (
     UnprocessableEntityError,
 )
 from .models import Contact, Event, FailedItem, IngestReport, RejectedItem
+
+if TYPE_CHECKING:
+    from ._redis_store import RedisBucketStore
 
 __all__ = [
     "APIConnectionError",
@@ -46,9 +51,19 @@ __all__ = [
     "RateLimitEvent",
     "RateLimitGovernor",
     "RateLimitInfo",
+    "RedisBucketStore",
     "RejectedItem",
     "RetryPolicy",
     "ServerError",
     "UnprocessableEntityError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # RedisBucketStore is loaded on first use: importing the package never needs redis.
+    if name == "RedisBucketStore":
+        from ._redis_store import RedisBucketStore
+
+        return RedisBucketStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
