@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._client import Instasent
 from ._core.retry import RetryPolicy
 from ._ratelimit import BucketKey, BucketSnapshot, RateLimitEvent, RateLimitGovernor
@@ -28,6 +30,9 @@ from .errors import (
 )
 from .models import Contact, Event, FailedItem, IngestReport, RejectedItem
 
+if TYPE_CHECKING:
+    from ._redis_store import RedisBucketStore
+
 __all__ = [
     "APIConnectionError",
     "APIResponseValidationError",
@@ -53,6 +58,7 @@ __all__ = [
     "RateLimitGovernor",
     "RateLimitInfo",
     "RedirectError",
+    "RedisBucketStore",
     "RejectedItem",
     "ResponseTooLargeError",
     "RetryPolicy",
@@ -60,3 +66,12 @@ __all__ = [
     "UnprocessableEntityError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # RedisBucketStore is loaded on first use: importing the package never needs redis.
+    if name == "RedisBucketStore":
+        from ._redis_store import RedisBucketStore
+
+        return RedisBucketStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,7 +23,13 @@ from ._http.options import (
 )
 from ._http.pool import Pool
 from ._http.transport import Transport
-from ._ratelimit import BucketSnapshot, RateLimitEvent, RateLimitGovernor
+from ._ratelimit import (
+    DEFAULT_MAX_WAIT,
+    BucketSnapshot,
+    RateLimitEvent,
+    RateLimitGovernor,
+    check_max_wait,
+)
 from .resources.audience import AudienceResource
 from .resources.campaigns import AutomationsResource, CampaignsResource
 from .resources.datasource import Datasource
@@ -79,6 +85,9 @@ class Instasent:
             environment (aiohttp's ``trust_env``). Off by default.
         allow_insecure: allow plain ``http://`` to non-loopback hosts.
         on_event: called with every ``RateLimitEvent`` (waits, 429s, retries).
+        max_wait: the longest a call waits for a rate-limit permit or a
+            server-announced retry, in seconds; beyond it ``RateLimitError``
+            (with ``reset_at``) is raised at once. ``None``: no bound.
 
     Raises:
         ConfigurationError: an invalid option (empty token, insecure URL, ...).
@@ -103,7 +112,12 @@ class Instasent:
         trust_env: bool = False,
         allow_insecure: bool = False,
         on_event: Callable[[RateLimitEvent], None] | None = None,
+        max_wait: float | None = DEFAULT_MAX_WAIT,
     ) -> None:
+        try:
+            max_wait = check_max_wait(max_wait)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
         if max_connections < 1:
             raise ConfigurationError(f"max_connections must be >= 1, got {max_connections}")
         if max_concurrency is not None and max_concurrency < 1:
@@ -111,7 +125,7 @@ class Instasent:
         if project is not None and (not isinstance(project, str) or not project.strip()):
             raise ConfigurationError("project must be a non-empty string (the project UID)")
         if rate_limit == "auto":
-            governor: RateLimitGovernor | None = RateLimitGovernor()
+            governor: RateLimitGovernor | None = RateLimitGovernor(max_wait=max_wait)
         elif rate_limit is None or isinstance(rate_limit, RateLimitGovernor):
             governor = rate_limit
         else:
@@ -127,6 +141,7 @@ class Instasent:
             "timeouts": make_timeouts(timeout, attempt_timeout),
             "retry": retry if retry is not None else RetryPolicy(),
             "max_response_bytes": check_max_response_bytes(max_response_bytes),
+            "max_wait": max_wait,
         }
         auth = Auth(token, user_agent or DEFAULT_USER_AGENT)
         pool = Pool(
@@ -187,6 +202,8 @@ class Instasent:
             if listener is not None and governor is not None:
                 # A shared governor outlives this client: stop sending it our events.
                 governor.remove_listener(listener)
+            if governor is not None:
+                await governor.release_leases()
             await self._transport.pool.close()
 
     @property
@@ -203,19 +220,27 @@ class Instasent:
         attempt_timeout: float | None = None,
         retry: RetryPolicy | None = None,
         user_agent: str | None = None,
+        max_wait: float | None = _UNSET,
     ) -> Instasent:
         """A sibling client sharing this client's connection pool and governor.
 
         For multi-tenant backends: one pool, many tokens or projects. Options not
-        given are inherited. The sibling does not own the pool: close the root.
+        given are inherited (``max_wait=None`` means no bound, not "inherit").
+        The sibling does not own the pool: close the root.
 
         A new ``timeout`` brings a deadline derived from it, unless ``attempt_timeout``
         is given here or was given to the root client.
 
         Raises:
-            ConfigurationError: an empty project, an invalid token or a bad timeout.
+            ConfigurationError: an empty project, an invalid token, a bad timeout or
+                a bad ``max_wait``.
         """
         options = dict(self._options)
+        if max_wait is not _UNSET:
+            try:
+                options["max_wait"] = check_max_wait(max_wait)
+            except ValueError as exc:
+                raise ConfigurationError(str(exc)) from None
         if timeout is not _UNSET or attempt_timeout is not None:
             inherited = options["timeouts"]
             options["timeouts"] = make_timeouts(

@@ -29,6 +29,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from .._core.endpoints import Operation
+from .._core.headers import AnswerInfo, parse_answer
 from .._core.retry import Outcome, RetryDecision, RetryPolicy
 from .._core.status import SUCCESSES, FailureKinds
 from .._errors import (
@@ -42,12 +43,13 @@ from .._errors import (
     error_from_response,
 )
 from .._ratelimit import (
+    DEFAULT_MAX_WAIT,
     BucketKey,
     Permit,
     RateLimitEvent,
     RateLimitGovernor,
-    parse_rate_limit,
-    reset_delay,
+    check_max_wait,
+    rate_limit_info,
 )
 from .auth import JSON_CT, Auth, Credentials
 from .deadline import Deadlines
@@ -62,9 +64,13 @@ _EXCERPT: Final = 500
 
 
 class Response:
-    """An answer: status, headers and the raw body, with the request it answers."""
+    """An answer: status, headers and the raw body, with the request it answers.
 
-    __slots__ = ("body", "headers", "method", "path", "status")
+    ``info`` is the one parse of its rate-limit headers (``None`` when nobody
+    needs it: a success while rate limiting is off).
+    """
+
+    __slots__ = ("body", "headers", "info", "method", "path", "status")
 
     def __init__(
         self,
@@ -73,12 +79,14 @@ class Response:
         body: bytes,
         method: str = "",
         path: str = "",
+        info: AnswerInfo | None = None,
     ) -> None:
         self.status = status
         self.headers = headers
         self.body = body
         self.method = method
         self.path = path
+        self.info = info
 
     def __repr__(self) -> str:
         return f"<Response {self.status} ({len(self.body)} bytes)>"
@@ -112,15 +120,17 @@ class RequestStats:
 
     ``uncertain_retries`` counts the retries of an attempt that may have been
     carried out (no answer after sending, or a 5xx): a 404 from a repeated
-    delete then most likely means the first attempt deleted it.
+    delete then most likely means the first attempt deleted it. ``rate_limited``
+    counts 429 answers (``rate_limit_waits`` counts permits the governor held back).
     """
 
-    __slots__ = ("rate_limit_waits", "requests", "retries", "uncertain_retries")
+    __slots__ = ("rate_limit_waits", "rate_limited", "requests", "retries", "uncertain_retries")
 
     def __init__(self) -> None:
         self.requests = 0
         self.retries = 0
         self.rate_limit_waits = 0
+        self.rate_limited = 0
         self.uncertain_retries = 0
 
 
@@ -180,6 +190,7 @@ class Transport:
         "_governor",
         "_keys",
         "_max_bytes",
+        "_max_wait",
         "_options",
         "_pool",
         "_retry",
@@ -197,6 +208,7 @@ class Transport:
         governor: RateLimitGovernor | None,
         semaphore: asyncio.Semaphore | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_wait: float | None = DEFAULT_MAX_WAIT,
     ) -> None:
         self._pool = pool
         self._auth = auth
@@ -205,6 +217,7 @@ class Transport:
         self._governor = governor
         self._semaphore = semaphore
         self._max_bytes = max_response_bytes
+        self._max_wait = check_max_wait(max_wait)
         self._keys: dict[tuple[str, str, str], BucketKey] = {}
         # Options the session does not already apply by default; a borrowed
         # session's raise_for_status must never replace the SDK's error mapping.
@@ -227,6 +240,11 @@ class Transport:
     def governor(self) -> RateLimitGovernor | None:
         """The rate-limit governor, or ``None`` when rate limiting is off."""
         return self._governor
+
+    @property
+    def max_wait(self) -> float | None:
+        """The longest a request waits for a permit or an announced retry (``None``: no bound)."""
+        return self._max_wait
 
     @property
     def semaphore(self) -> asyncio.Semaphore | None:
@@ -291,6 +309,8 @@ class Transport:
                 if answer.status in successes:
                     return answer
                 outcome: Outcome = answer.status
+                if outcome == 429 and stats is not None:
+                    stats.rate_limited += 1
                 if outcome == 401 and not reauthed and self._auth.rotates:
                     reauthed, fresh = True, await self._auth.current()
                     if fresh.fingerprint != creds.fingerprint:  # a rotated token: once more
@@ -348,7 +368,7 @@ class Transport:
                 if permit is not None:
                     assert governor is not None
                     got = answer if isinstance(answer, Response) else _NO_ANSWER
-                    governor.release(permit, got.status, got.headers)
+                    governor.release(permit, got.status, got.info)
             return answer
         finally:
             if semaphore is not None:
@@ -359,7 +379,7 @@ class Transport:
         assert self._governor is not None
         if stats is not None:
             stats.rate_limit_waits += 1
-        return await self._governor.acquire(key)
+        return await self._governor.acquire(key, max_wait=self._max_wait)
 
     async def _send_once(
         self,
@@ -396,7 +416,11 @@ class Transport:
         except BaseException:
             resp.close()
             raise
-        return Response(resp.status, resp.headers, raw, op.method, path)
+        status, answered = resp.status, resp.headers
+        info = None
+        if self._governor is not None or status not in SUCCESSES[op.name]:
+            info = parse_answer(answered, time.time())  # the one parse of this answer
+        return Response(status, answered, raw, op.method, path, info)
 
     def _key(self, fp: str, scope: str, rate_class: str) -> BucketKey:
         """The bucket key, made once per (token, scope, class) and reused."""
@@ -411,16 +435,22 @@ class Transport:
     def _decide(
         self, safe: bool, attempt: int, outcome: Outcome, answer: Response | BaseException
     ) -> RetryDecision:
-        """The retry policy's decision; nothing more once the client is closed."""
+        """The retry policy's decision; nothing more once the client is closed, and
+        no wait for a 429's announced reset beyond ``max_wait``."""
         if self._pool.closed and outcome != "fatal":
             return _AMBIGUOUS if outcome == "maybe_sent" and not safe else _RAISE
-        return self._retry.decide(
+        info = answer.info if isinstance(answer, Response) else None
+        decision = self._retry.decide(
             idempotent=safe,
             attempt=attempt,
             outcome=outcome,
-            reset_after=reset_delay(answer.headers) if isinstance(answer, Response) else None,
+            reset_after=info.announced_wait if info is not None else None,
             governed=self._governor is not None,
         )
+        max_wait = self._max_wait
+        if outcome == 429 and max_wait is not None and decision.delay > max_wait:
+            return _RAISE  # the announced wait is longer than max_wait
+        return decision
 
     def _count_retry(
         self,
@@ -470,7 +500,7 @@ class Transport:
                 decode_body(answer.body),
                 method=method,
                 path=path,
-                rate_limit=parse_rate_limit(answer.headers),
+                rate_limit=rate_limit_info(answer.info),
                 required_scope=op.scope,
                 headers=headers,
                 attempts=attempts,
@@ -499,7 +529,7 @@ class _NoAnswer:
     """What the governor learns from an attempt that got no answer: nothing."""
 
     status = None
-    headers = None
+    info = None
 
 
 _NO_ANSWER: Final = _NoAnswer()
