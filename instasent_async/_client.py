@@ -143,7 +143,8 @@ class Instasent:
             "max_response_bytes": check_max_response_bytes(max_response_bytes),
             "max_wait": max_wait,
         }
-        auth = Auth(token, user_agent or DEFAULT_USER_AGENT)
+        self._user_agent = user_agent or DEFAULT_USER_AGENT
+        auth = Auth(token, self._user_agent)
         pool = Pool(
             session=session,
             max_connections=max_connections,
@@ -160,7 +161,6 @@ class Instasent:
             semaphore=asyncio.Semaphore(max_concurrency) if max_concurrency is not None else None,
             **self._options,
         )
-        self._user_agent = user_agent or DEFAULT_USER_AGENT
         if governor is None:
             transport.set_event_sink(on_event)
         self._init(transport, project, token)
