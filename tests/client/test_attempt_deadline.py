@@ -28,29 +28,35 @@ async def _attempt(deadlines: Deadlines, started: asyncio.Event) -> str:
         deadlines.leave(task)
 
 
+async def _started(deadlines: Deadlines) -> asyncio.Future[str]:
+    """An attempt under ``deadlines``, started and waiting for its answer."""
+    started = asyncio.Event()
+    task = asyncio.ensure_future(_attempt(deadlines, started))
+    await started.wait()
+    return task
+
+
+def _move_clock(monkeypatch: pytest.MonkeyPatch, deadlines: Deadlines, seconds: float) -> None:
+    """Let ``seconds`` pass on the deadlines' clock and run their check."""
+    now = time.monotonic()
+    monkeypatch.setattr(deadline, "_monotonic", lambda: now + seconds)
+    deadlines._check(asyncio.get_running_loop())
+
+
 async def test_an_attempt_past_its_deadline_is_cancelled_and_told_so(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    loop = asyncio.get_running_loop()
     deadlines = Deadlines(5.0)
-    started = asyncio.Event()
-    late = asyncio.ensure_future(_attempt(deadlines, started))
-    await started.wait()
-    now = time.monotonic()
-    monkeypatch.setattr(deadline, "_monotonic", lambda: now + 4.9)
-    deadlines._check(loop)
+    late = await _started(deadlines)
+    _move_clock(monkeypatch, deadlines, 4.9)
     assert not late.done()  # not yet
-    monkeypatch.setattr(deadline, "_monotonic", lambda: now + 5.1)
-    deadlines._check(loop)
+    _move_clock(monkeypatch, deadlines, 5.2)
     assert await late == "timed out"
     assert repr(deadlines) == "<Deadlines 5.0s, 0 running>"
 
 
 async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
-    deadlines = Deadlines(5.0)
-    started = asyncio.Event()
-    task = asyncio.ensure_future(_attempt(deadlines, started))
-    await started.wait()
+    task = await _started(Deadlines(5.0))
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -59,14 +65,9 @@ async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
 async def test_a_caller_cancelling_at_the_deadline_still_cancels_where_python_can_tell(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    loop = asyncio.get_running_loop()
     deadlines = Deadlines(1.0)
-    started = asyncio.Event()
-    task = asyncio.ensure_future(_attempt(deadlines, started))
-    await started.wait()
-    now = time.monotonic()
-    monkeypatch.setattr(deadline, "_monotonic", lambda: now + 2)
-    deadlines._check(loop)
+    task = await _started(deadlines)
+    _move_clock(monkeypatch, deadlines, 2.0)
     task.cancel()  # the caller too, before the task runs again
     if sys.version_info >= (3, 11):
         with pytest.raises(asyncio.CancelledError):
@@ -78,9 +79,7 @@ async def test_a_caller_cancelling_at_the_deadline_still_cancels_where_python_ca
 async def test_the_timer_runs_only_while_attempts_are_in_flight() -> None:
     deadlines = Deadlines(0.5)
     assert deadlines._handle is None
-    started = asyncio.Event()
-    task = asyncio.ensure_future(_attempt(deadlines, started))
-    await started.wait()
+    task = await _started(deadlines)
     assert deadlines._handle is not None
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
