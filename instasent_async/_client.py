@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from types import TracebackType
@@ -34,6 +35,16 @@ __all__ = ["Instasent"]
 
 _UNSET: Any = object()
 
+TOKEN_ENV = "INSTASENT_TOKEN"
+PROJECT_ENV = "INSTASENT_PROJECT"
+BASE_URL_ENV = "INSTASENT_BASE_URL"
+
+
+def _from_env(name: str) -> str | None:
+    """An environment default: the variable's value, or ``None`` when unset or blank."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
 
 class Instasent:
     """Async client for the Instasent Product API and its Ingest subset.
@@ -49,10 +60,13 @@ class Instasent:
     401, so tokens rotate without a restart).
 
     Args:
-        token: bearer token (Product or Datasource token) or async token provider.
-        project: project UID used by project-level operations.
+        token: bearer token (Product or Datasource token) or async token provider;
+            omitted: ``INSTASENT_TOKEN``.
+        project: project UID used by project-level operations; omitted:
+            ``INSTASENT_PROJECT`` (if set).
         base_url: API root; plain ``http://`` only for loopback hosts unless
-            ``allow_insecure=True``.
+            ``allow_insecure=True``; omitted: ``INSTASENT_BASE_URL``, else
+            ``https://api.instasent.com/v1``.
         timeout: seconds allowed for each wait on the server: connecting (at most
             10 s) and every read of the answer (or an ``aiohttp.ClientTimeout``).
         max_connections: size of the connection pool.
@@ -68,16 +82,19 @@ class Instasent:
         allow_insecure: allow plain ``http://`` to non-loopback hosts.
         on_event: called with every ``RateLimitEvent`` (waits, 429s, retries).
 
+    Explicit arguments always win over the environment.
+
     Raises:
-        ConfigurationError: an invalid option (empty token, insecure URL, ...).
+        ConfigurationError: an invalid option (empty token, insecure URL, ...), or
+            no token given and ``INSTASENT_TOKEN`` unset.
     """
 
     def __init__(
         self,
-        token: TokenSource,
+        token: TokenSource | None = None,
         project: str | None = None,
         *,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         timeout: float | aiohttp.ClientTimeout | None = 30.0,
         max_connections: int = 100,
         max_concurrency: int | None = None,
@@ -89,6 +106,16 @@ class Instasent:
         allow_insecure: bool = False,
         on_event: Callable[[RateLimitEvent], None] | None = None,
     ) -> None:
+        if token is None:
+            token = _from_env(TOKEN_ENV)
+            if token is None:
+                raise ConfigurationError(
+                    f"no token: pass Instasent(token) or set the {TOKEN_ENV} environment variable"
+                )
+        if project is None:
+            project = _from_env(PROJECT_ENV)
+        if base_url is None:
+            base_url = _from_env(BASE_URL_ENV) or DEFAULT_BASE_URL
         if max_connections < 1:
             raise ConfigurationError(f"max_connections must be >= 1, got {max_connections}")
         if max_concurrency is not None and max_concurrency < 1:
