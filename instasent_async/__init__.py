@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ._client import Instasent
+from ._convert import from_dict, to_dict
+from ._pagination import OffsetPager, ScrollIterator
 from ._ratelimit import BucketKey, BucketSnapshot, RateLimitEvent, RateLimitGovernor
 from ._retry import RetryPolicy
 from ._version import __version__
@@ -41,6 +43,7 @@ __all__ = [
     "Instasent",
     "InstasentError",
     "NotFoundError",
+    "OffsetPager",
     "PermissionDeniedError",
     "RateLimitError",
     "RateLimitEvent",
@@ -48,7 +51,10 @@ __all__ = [
     "RateLimitInfo",
     "RejectedItem",
     "RetryPolicy",
+    "ScrollIterator",
     "ServerError",
     "UnprocessableEntityError",
     "__version__",
+    "from_dict",
+    "to_dict",
 ]

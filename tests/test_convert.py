@@ -9,10 +9,12 @@ from typing import Any
 
 import attrs
 import cattrs
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import instasent_async
 from instasent_async._convert import (
     _REFERENCE_STRUCTURERS,
     _STRUCTURERS,
@@ -587,3 +589,53 @@ def test_fast_path_handles_the_common_contact() -> None:
         assert calls == [{"_user_id": None}]
     finally:
         hook.__globals__["reference"] = general
+
+
+# --- the public entry: instasent_async.to_dict / from_dict ------------------------------
+
+
+@pytest.mark.parametrize(("cls", "data"), SAMPLES, ids=[c.__name__ for c, _ in SAMPLES])
+def test_to_dict_and_from_dict_are_the_wire_round_trip(cls: type, data: dict[str, Any]) -> None:
+    model = instasent_async.from_dict(data, cls)
+    assert type(model) is cls
+    wire = instasent_async.to_dict(model)
+    assert wire == data
+    assert wire is not data
+    assert instasent_async.from_dict(wire, cls) == model
+
+
+def test_to_dict_is_json_ready_and_uses_the_wire_keys() -> None:
+    contact = Contact(
+        user_id="u-1",
+        email="a@example.com",
+        date_updated=dt.datetime(2024, 5, 1, 10, 20, 30, 123456, tzinfo=UTC),
+        attributes={"plan": "pro"},
+    )
+    wire = instasent_async.to_dict(contact)
+    assert wire == {
+        "_user_id": "u-1",
+        "_email": "a@example.com",
+        "_date_updated": "2024-05-01T10:20:30.123Z",
+        "plan": "pro",
+    }
+    assert orjson.loads(orjson.dumps(wire)) == wire
+    wire["plan"] = "free"  # a new dict: changing it leaves the model alone
+    assert contact.attributes == {"plan": "pro"}
+
+
+def test_to_dict_of_nested_models_and_reports() -> None:
+    org = instasent_async.from_dict({"id": "o", "projects": [{"uid": "p1"}]}, Organization)
+    assert instasent_async.to_dict(org) == {"id": "o", "projects": [{"uid": "p1"}]}
+    report = instasent_async.to_dict(instasent_async.IngestReport())
+    assert report["accepted"] == 0
+    assert isinstance(report["rejected"], list)
+    orjson.dumps(report)
+
+
+def test_from_dict_of_a_container_and_refusals() -> None:
+    contacts = instasent_async.from_dict([{"_user_id": "a"}, {"_user_id": "b"}], list[Contact])
+    assert [c.user_id for c in contacts] == ["a", "b"]
+    with pytest.raises(TypeError, match="Contact"):
+        instasent_async.from_dict(["not", "a", "mapping"], Contact)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="to_dict"):
+        instasent_async.to_dict({"_user_id": "a"})
