@@ -14,7 +14,7 @@ __all__ = ["OffsetPager", "ScrollIterator", "next_cursor"]
 T = TypeVar("T")
 
 FetchScroll = Callable[[str | None, int], Awaitable[Any]]
-FetchOffset = Callable[[int, int], Awaitable[Any]]
+FetchOffset = Callable[[int, int | None], Awaitable[Any]]
 
 
 def next_cursor(payload: Any) -> str | None:
@@ -140,7 +140,8 @@ class OffsetPager(Generic[T]):
 
     Pages with ``_start``/``_limit`` and holds one page in memory; iteration ends
     on a page shorter than the page size (or longer: a server that ignores
-    ``_limit`` sent everything at once). ``pages()`` yields whole pages.
+    ``_limit`` sent everything at once). ``pages()`` yields whole pages. With
+    ``limit=None`` the list is fetched whole, in one request without paging.
     """
 
     __slots__ = ("_convert", "_extract", "_fetch", "_limit", "_start")
@@ -152,7 +153,7 @@ class OffsetPager(Generic[T]):
         convert: Callable[[Any], T],
         *,
         start: int,
-        limit: int,
+        limit: int | None,
     ) -> None:
         self._fetch = fetch
         self._extract = extract
@@ -179,6 +180,6 @@ class OffsetPager(Generic[T]):
             page = self._extract(await self._fetch(start, limit))
             if page:
                 yield [convert(item) for item in page]
-            if len(page) != limit:
+            if limit is None or len(page) != limit:
                 return
             start += limit

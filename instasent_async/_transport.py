@@ -375,7 +375,7 @@ class Transport:
         path: str,
         *,
         scope: str = "org",
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | str | None = None,
         json: Any = None,
         body: bytes | None = None,
         idempotent: bool | None = None,
@@ -384,7 +384,8 @@ class Transport:
         """Send one operation and return the successful response.
 
         ``path`` is the rendered, encoded path; ``scope`` the bucket scope (``"org"``
-        or the datasource id); ``json`` is encoded with orjson unless ``body`` already
+        or the datasource id); ``params`` a mapping or a ready query string (bare
+        flags such as ``_sync``); ``json`` is encoded with orjson unless ``body`` already
         holds encoded bytes; ``idempotent`` overrides the operation's own flag;
         ``stats`` (optional) counts attempts, retries and rate-limit waits.
 

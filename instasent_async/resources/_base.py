@@ -182,7 +182,7 @@ class Resource:
         self,
         operation: Operation,
         *segments: object,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | str | None = None,
         json: Any = None,
         scope: str = "org",
         idempotent: bool | None = None,
@@ -204,7 +204,7 @@ class Resource:
         operation: Operation,
         path: str,
         *,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | str | None = None,
         json: Any = None,
         scope: str = "org",
         idempotent: bool | None = None,
@@ -219,7 +219,7 @@ class Resource:
         operation: Operation,
         *segments: object,
         start: int = 0,
-        limit: int = MAX_LIST_PAGE,
+        limit: int | None = MAX_LIST_PAGE,
         sort: str | Sequence[str] | None = None,
         q: Mapping[str, Any] | None = None,
         filters: Mapping[str, Any] | None = None,
@@ -227,9 +227,11 @@ class Resource:
     ) -> OffsetPager[T]:
         """A list call with the generic query filter (``_start``/``_limit``/``_sort``/...).
 
+        ``limit=None``: one request without paging parameters (the whole list).
         Every argument (ids included) is checked here, before any request.
         """
-        check_page_size(limit, MAX_LIST_PAGE, "limit")
+        if limit is not None:
+            check_page_size(limit, MAX_LIST_PAGE, "limit")
         if isinstance(start, bool) or not isinstance(start, int) or start < 0:
             raise ValueError(f"start must be a non-negative integer, got {start!r}")
         if isinstance(q, Mapping) and "paging" in q:
@@ -240,8 +242,8 @@ class Resource:
         if extra_params:
             base.update(extra_params)
 
-        async def fetch(offset: int, size: int) -> Any:
-            params = {**base, "_start": str(offset), "_limit": str(size)}
+        async def fetch(offset: int, size: int | None) -> Any:
+            params = base if size is None else {**base, "_start": str(offset), "_limit": str(size)}
             return (await self._send(operation, path, params=params)).json()
 
         return OffsetPager(

@@ -27,7 +27,7 @@ _EMAIL_SUB = op("audience.email_subscribe")
 _EMAIL_UNSUB = op("audience.email_unsubscribe")
 _DELETE = op("audience.delete")
 
-_SYNC = {"_sync": "true"}
+_SYNC = "_sync"  # a bare flag, as Instasent's own clients send it
 _read_contact = entity_reader(Contact)
 
 

@@ -39,15 +39,9 @@ _CONTACT_DELETE = op("datasource.contacts.delete")
 _EVENTS_ADD = op("datasource.events.add")
 
 
-def _flags(sync: bool, dry_run: bool) -> dict[str, str] | None:
-    if not (sync or dry_run):
-        return None
-    flags: dict[str, str] = {}
-    if sync:
-        flags["_sync"] = "true"
-    if dry_run:
-        flags["_dryRun"] = "true"
-    return flags
+def _flags(sync: bool, dry_run: bool) -> str | None:
+    # Bare flags (``?_sync&_dryRun``), as Instasent's own clients send them.
+    return "&".join(name for name, on in (("_sync", sync), ("_dryRun", dry_run)) if on) or None
 
 
 class _DatasourcePart(Resource):
@@ -72,7 +66,7 @@ class _DatasourcePart(Resource):
         self,
         operation: Operation,
         *segments: object,
-        params: dict[str, str] | None = None,
+        params: str | None = None,
         body: bytes | None = None,
         idempotent: bool | None = None,
         stats: RequestStats | None = None,
@@ -87,7 +81,7 @@ class _DatasourcePart(Resource):
             stats=stats,
         )
 
-    def _sender(self, operation: Operation, params: dict[str, str] | None) -> SendBatch:
+    def _sender(self, operation: Operation, params: str | None) -> SendBatch:
         """The engine's ``send``: one batch request (the path is rendered once, here).
 
         Raises:

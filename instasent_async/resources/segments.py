@@ -53,19 +53,24 @@ class SegmentsResource(Resource):
     def dynamic(
         self,
         *,
-        start: int = 0,
-        limit: int = MAX_LIST_PAGE,
+        start: int | None = None,
+        limit: int | None = None,
         sort: str | Sequence[str] | None = None,
         q: Mapping[str, Any] | None = None,
         filters: Mapping[str, Any] | None = None,
     ) -> OffsetPager[Segment]:
-        """Dynamic segments that need no parameter (same paging as ``list``).
+        """Dynamic segments that need no parameter.
+
+        Fetched whole, without paging parameters, unless ``start`` or ``limit`` is
+        given (then paged as ``list``; ``limit`` defaults to 100).
 
         Raises:
             ValueError: ``limit`` outside 1..100, negative ``start``, bad filters.
         """
+        if start is not None and limit is None:
+            limit = MAX_LIST_PAGE
         return self._pager(
-            Segment, _DYNAMIC, start=start, limit=limit, sort=sort, q=q, filters=filters
+            Segment, _DYNAMIC, start=start or 0, limit=limit, sort=sort, q=q, filters=filters
         )
 
     async def get(self, uid: str, *, parameter: str | Sequence[str] | None = None) -> Segment:
