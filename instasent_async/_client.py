@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import aiohttp
 
+from . import _tracing
 from ._errors import ConfigurationError
 from ._ratelimit import BucketSnapshot, RateLimitEvent, RateLimitGovernor
 from ._retry import RetryPolicy
@@ -130,6 +131,7 @@ class Instasent:
             raise ConfigurationError(
                 f"rate_limit must be 'auto', None or a RateLimitGovernor, got {rate_limit!r}"
             )
+        _tracing.refresh()  # spans when an OpenTelemetry tracer provider is configured
         if governor is not None and on_event is not None:
             governor.add_listener(on_event)
         self._listener = on_event if governor is not None else None
