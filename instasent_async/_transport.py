@@ -20,6 +20,7 @@ import orjson
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from . import _tracing
 from ._endpoints import Operation
 from ._errors import (
     AmbiguousOutcomeError,
@@ -395,6 +396,10 @@ class Transport:
             AmbiguousOutcomeError: a non-idempotent operation may have reached the server.
             ConfigurationError: closed client, wrong event loop, bad token provider.
         """
+        if _tracing.tracer is not None and not _tracing.inside.get():  # one span per operation
+            stats = stats if stats is not None else RequestStats()
+            kwargs = {"params": params, "json": json, "body": body, "idempotent": idempotent}
+            return await _tracing.traced(self.request, op, path, stats, scope=scope, **kwargs)
         pool = self._pool
         session = pool._session
         if session is None or pool._closed or pool._loop is not asyncio.get_running_loop():
