@@ -1,15 +1,18 @@
-"""Shared fixtures: a tiny scripted aiohttp server on 127.0.0.1, and an aioresponses shim."""
+"""Shared fixtures: a tiny scripted aiohttp server on 127.0.0.1, a user-defined mapping
+class, and an aioresponses shim."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from types import SimpleNamespace
 from typing import Any
 
 import aioresponses.core
 import pytest
 from aiohttp import ClientResponse, web
+from hypothesis import settings
 
 
 class _CompatResponse(ClientResponse):
@@ -22,6 +25,18 @@ class _CompatResponse(ClientResponse):
 
 if "stream_writer" in inspect.signature(ClientResponse.__init__).parameters:
     aioresponses.core.ClientResponse = _CompatResponse  # type: ignore[misc]
+
+# Property tests run few examples by default, so the suite stays fast; CI or a hunt for a
+# rare case asks for more: INSTASENT_HYPOTHESIS_PROFILE=ci|thorough, or any count with
+# INSTASENT_HYPOTHESIS_EXAMPLES=N.
+settings.register_profile("fast", max_examples=25, deadline=None)
+settings.register_profile("ci", max_examples=300, deadline=None)
+settings.register_profile("thorough", max_examples=2000, deadline=None)
+_profile = os.environ.get("INSTASENT_HYPOTHESIS_PROFILE", "fast")
+if examples := os.environ.get("INSTASENT_HYPOTHESIS_EXAMPLES"):
+    settings.register_profile("env", settings.get_profile(_profile), max_examples=int(examples))
+    _profile = "env"
+settings.load_profile(_profile)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -68,3 +83,25 @@ async def scripted() -> AsyncIterator[ScriptedServer]:
         yield server
     finally:
         await server.close()
+
+
+class FrozenMapping(Mapping[str, Any]):
+    """A read-only mapping that is neither a dict nor a stdlib type."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+@pytest.fixture(scope="session")
+def frozen_mapping() -> type[FrozenMapping]:
+    """A user-defined ``Mapping`` class, for code that must accept any mapping."""
+    return FrozenMapping

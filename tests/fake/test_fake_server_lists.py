@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import orjson
 import pytest
 
 from instasent_async.testing import FakeInstasent
 
-from .test_fake_server_support import Client, P, api, fake
+if TYPE_CHECKING:
+    from tests.fake.conftest import Client
 
-__all__ = ["api", "fake"]
+P = "/project/proj_demo"
+
 
 SMS = P + "/channel/sms/sms"
 

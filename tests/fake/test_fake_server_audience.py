@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from instasent_async.testing import FakeInstasent
 
-from .test_fake_server_support import Client, P, api, attr, event, fake, group
+if TYPE_CHECKING:
+    from tests.fake.conftest import Client
 
-__all__ = ["api", "fake"]
+P = "/project/proj_demo"
 
 
 async def _seed_contacts(api: Client, count: int) -> None:
@@ -59,7 +61,9 @@ async def test_get_contact_by_audience_id_user_id_email_and_phone(
     assert (nobody.status, nobody.entities) == (200, [])
 
 
-async def test_search_filters_sorts_and_pages(api: Client) -> None:
+async def test_search_filters_sorts_and_pages(
+    api: Client, group: Callable[..., dict[str, Any]], attr: Callable[..., dict[str, Any]]
+) -> None:
     await _seed_contacts(api, 60)
     body = {
         "root": group(attr("plan", "eq", "pro")),
@@ -81,7 +85,20 @@ async def test_search_filters_sorts_and_pages(api: Client) -> None:
     [
         [],
         {"root": {"type": "group", "join": "xor", "children": []}},
-        {"root": group(attr("plan", "unknown-operator", "x"))},
+        {
+            "root": {
+                "type": "group",
+                "join": "and",
+                "children": [
+                    {
+                        "type": "attribute_condition",
+                        "key": "plan",
+                        "operator": "unknown-operator",
+                        "values": ["x"],
+                    }
+                ],
+            }
+        },
         {"sortAsc": "yes"},
         {"limit": 0},
     ],
@@ -142,7 +159,10 @@ async def test_scroll_limit_above_100_is_400(api: Client) -> None:
 
 
 async def test_segment_scroll_uses_static_members_and_queries(
-    fake: FakeInstasent, api: Client
+    fake: FakeInstasent,
+    api: Client,
+    group: Callable[..., dict[str, Any]],
+    attr: Callable[..., dict[str, Any]],
 ) -> None:
     await _seed_contacts(api, 10)
     ids = {c["_user_id"]: c["id"] for c in fake.contacts()}
@@ -168,7 +188,7 @@ async def test_segment_scroll_uses_static_members_and_queries(
 
 
 async def test_segments_referring_to_each_other_do_not_loop(
-    fake: FakeInstasent, api: Client
+    fake: FakeInstasent, api: Client, group: Callable[..., dict[str, Any]]
 ) -> None:
     await _seed_contacts(api, 2)
     loop = {"root": group({"type": "segment_condition", "key": "seg_b"})}
@@ -209,7 +229,13 @@ async def test_stream_actions_update_and_delete_contacts(fake: FakeInstasent, ap
     assert (await api.get(P + "/audience/user/u1")).status == 404
 
 
-async def test_contact_events_and_event_search(fake: FakeInstasent, api: Client) -> None:
+async def test_contact_events_and_event_search(
+    fake: FakeInstasent,
+    api: Client,
+    event: Callable[..., dict[str, Any]],
+    group: Callable[..., dict[str, Any]],
+    attr: Callable[..., dict[str, Any]],
+) -> None:
     await api.upsert({"_user_id": "u1", "plan": "pro"}, {"_user_id": "u2"})
     await api.add_events(
         event(
@@ -261,7 +287,9 @@ async def test_contact_events_and_event_search(fake: FakeInstasent, api: Client)
     assert sorted(e["_event_id"] for e in by_owner.entities) == ["o1", "p1"]
 
 
-async def test_event_scroll_walks_every_event(api: Client) -> None:
+async def test_event_scroll_walks_every_event(
+    api: Client, event: Callable[..., dict[str, Any]]
+) -> None:
     for batch in range(3):
         events = [event(f"e{batch}-{i}") for i in range(100)]
         assert (await api.add_events(*events)).status == 202

@@ -10,6 +10,7 @@ import signal
 import sys
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -18,9 +19,12 @@ from aiohttp import web
 from instasent_async.testing import FakeInstasent
 from instasent_async.testing._serve import is_loopback, main, serve
 
-from .test_fake_server_support import Client, P
+if TYPE_CHECKING:
+    from tests.fake.conftest import Client
 
-ROOT = Path(__file__).resolve().parent.parent
+P = "/project/proj_demo"
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env() -> dict[str, str]:
@@ -29,7 +33,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-async def test_start_is_idempotent_and_close_keeps_the_state() -> None:
+async def test_start_is_idempotent_and_close_keeps_the_state(client_for: type[Client]) -> None:
     fake = FakeInstasent()
     with pytest.raises(RuntimeError, match="not started"):
         _ = fake.base_url
@@ -39,17 +43,17 @@ async def test_start_is_idempotent_and_close_keeps_the_state() -> None:
     assert await fake.start() == url == fake.base_url
     try:
         async with aiohttp.ClientSession() as session:
-            reply = await Client(session, fake).upsert({"_user_id": "u1"})
+            reply = await client_for(session, fake).upsert({"_user_id": "u1"})
         assert reply.status == 202
     finally:
         await fake.close()
         await fake.close()
     assert [c["_user_id"] for c in fake.contacts()] == ["u1"]
     async with fake, aiohttp.ClientSession() as session:
-        assert (await Client(session, fake).get(P + "/audience/user/u1")).status == 200
+        assert (await client_for(session, fake).get(P + "/audience/user/u1")).status == 200
 
 
-async def test_seed_false_starts_empty() -> None:
+async def test_seed_false_starts_empty(client_for: type[Client]) -> None:
     fake = FakeInstasent(seed=False)
     assert fake.product_token == ""
     with pytest.raises(KeyError):
@@ -58,7 +62,7 @@ async def test_seed_false_starts_empty() -> None:
     fake.add_datasource("proj_x", "ds_x")
     token = fake.add_token(kind="datasource", project="proj_x", datasource="ds_x")
     async with fake, aiohttp.ClientSession() as session:
-        client = Client(session, fake)
+        client = client_for(session, fake)
         reply = await client.upsert(
             {"_user_id": "u1"}, datasource="/project/proj_x/datasource/dsapi", token=token
         )
@@ -104,7 +108,7 @@ async def test_serve_refuses_a_public_host() -> None:
         await serve("0.0.0.0", 0)
 
 
-async def test_serve_runs_until_stopped() -> None:
+async def test_serve_runs_until_stopped(client_for: type[Client]) -> None:
     stop = asyncio.Event()
     ready: asyncio.Future[FakeInstasent] = asyncio.get_running_loop().create_future()
     task = asyncio.ensure_future(
@@ -112,7 +116,7 @@ async def test_serve_runs_until_stopped() -> None:
     )
     fake = await asyncio.wait_for(ready, 10)
     async with aiohttp.ClientSession() as session:
-        reply = await Client(session, fake).get(P)
+        reply = await client_for(session, fake).get(P)
     assert reply.headers["X-RateLimit-Limit"] == "7"
     stop.set()
     await asyncio.wait_for(task, 10)

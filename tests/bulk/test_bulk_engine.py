@@ -131,6 +131,7 @@ async def test_a_400_rejects_the_batch_with_the_server_message() -> None:
 
     report = await run_ingest(send, contacts(5), kind="contacts")
     accounted(report, 5)
+    assert len(report.rejected) == 5
     assert all(r.errors == {"_": ["Body should be an array"]} for r in report.rejected)
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from instasent_async.testing import ALL_SCOPES, FakeInstasent
 
-from .test_fake_server_support import DS, OTHER_DS, Client, P, api, fake
+if TYPE_CHECKING:
+    from tests.fake.conftest import Client
 
-__all__ = ["api", "fake"]
+P = "/project/proj_demo"
+DS = P + "/datasource/ds_demo"
+OTHER_DS = P + "/datasource/ds_other"
 
 
 async def test_missing_unknown_and_revoked_tokens_get_401(fake: FakeInstasent, api: Client) -> None:

@@ -7,6 +7,7 @@ import gc
 import logging
 import threading
 import warnings
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -15,7 +16,8 @@ from aiohttp import web
 from instasent_async import ConfigurationError, Instasent
 from instasent_async.errors import APITimeoutError, AuthenticationError
 
-from .conftest import ScriptedServer
+if TYPE_CHECKING:
+    from tests.conftest import ScriptedServer
 
 TOKEN = "secret-token-value-123"
 

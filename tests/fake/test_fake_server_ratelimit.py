@@ -3,22 +3,35 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
 
 from instasent_async.testing import UNLIMITED, FakeInstasent
 
-from .test_fake_server_support import (
-    DS,
-    OTHER_DS,
-    Client,
-    P,
-    align_to_window_start,
-    event,
-)
+if TYPE_CHECKING:
+    from tests.fake.conftest import Client
+
+P = "/project/proj_demo"
+DS = P + "/datasource/ds_demo"
+OTHER_DS = P + "/datasource/ds_other"
+
+
+def align_to_window_start(fake: FakeInstasent, window: float) -> float:
+    """Move the fake's clock just past a window boundary; return that window's start.
+
+    The test then has almost a whole window before the next boundary, so counting
+    requests never races a window change.
+    """
+    now = time.time()
+    start = math.ceil((now + 1.0) / window) * window
+    fake.clock_offset = start - now + 0.001
+    return start
+
 
 WINDOW = 60.0
 
@@ -30,9 +43,9 @@ async def limited() -> AsyncIterator[FakeInstasent]:
 
 
 @pytest.fixture
-async def api(limited: FakeInstasent) -> AsyncIterator[Client]:
+async def api(limited: FakeInstasent, client_for: type[Client]) -> AsyncIterator[Client]:
     async with aiohttp.ClientSession() as session:
-        yield Client(session, limited)
+        yield client_for(session, limited)
 
 
 def limits(reply_headers: dict[str, str]) -> tuple[int, int, int]:
@@ -66,7 +79,7 @@ async def test_product_requests_count_down_then_429_with_a_message(
 
 
 async def test_ingest_429_has_an_empty_body_and_buckets_are_per_endpoint(
-    limited: FakeInstasent, api: Client
+    limited: FakeInstasent, api: Client, event: Callable[..., dict[str, Any]]
 ) -> None:
     align_to_window_start(limited, WINDOW)
     for i in range(3):
@@ -86,7 +99,7 @@ async def test_ingest_429_has_an_empty_body_and_buckets_are_per_endpoint(
 
 
 async def test_tokens_of_one_organization_share_budgets(
-    limited: FakeInstasent, api: Client
+    limited: FakeInstasent, api: Client, event: Callable[..., dict[str, Any]]
 ) -> None:
     align_to_window_start(limited, WINDOW)
     limited.add_project("proj_b")
@@ -146,20 +159,22 @@ async def test_reset_rate_limits_empties_every_bucket(limited: FakeInstasent, ap
     assert (await api.get(P)).status == 200
 
 
-async def test_short_windows_round_reset_up_and_send_the_precise_end() -> None:
+async def test_short_windows_round_reset_up_and_send_the_precise_end(
+    client_for: type[Client],
+) -> None:
     async with FakeInstasent(rate_limit=1, window=0.25) as server:
         start = align_to_window_start(server, 10.0)  # a whole second, on a 0.25 s grid
         async with aiohttp.ClientSession() as session:
-            reply = await Client(session, server).get(P)
+            reply = await client_for(session, server).get(P)
         precise = float(reply.headers["X-RateLimit-Reset-Precise"])
         assert precise == pytest.approx(start + 0.25, abs=0.3)
         assert int(reply.headers["X-RateLimit-Reset"]) == int(start) + 1
 
 
-async def test_clock_offset_moves_date_and_reset() -> None:
+async def test_clock_offset_moves_date_and_reset(client_for: type[Client]) -> None:
     hour = 3600.0
     async with FakeInstasent(clock_offset=hour) as server, aiohttp.ClientSession() as session:
-        reply = await Client(session, server).get(P)
+        reply = await client_for(session, server).get(P)
     server_date = email.utils.parsedate_to_datetime(reply.headers["Date"]).timestamp()
     assert server_date == pytest.approx(time.time() + hour, abs=30)
     reset = int(reply.headers["X-RateLimit-Reset"])

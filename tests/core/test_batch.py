@@ -6,7 +6,7 @@ import random
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from instasent_async._batch import normalize_errors, parse_batch
@@ -436,7 +436,6 @@ def render_accepted(
     }
 
 
-@settings(max_examples=300, deadline=None)
 @given(
     fates=st.lists(st.none() | _errors, min_size=1, max_size=100),
     offset=st.integers(min_value=0, max_value=10_000),
@@ -496,7 +495,6 @@ _json = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None)
 @given(
     status=st.sampled_from([200, 201, 202, 204, 207, 400, 422, 500]),
     body=_json,

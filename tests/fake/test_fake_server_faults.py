@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -11,9 +13,11 @@ import pytest
 
 from instasent_async.testing import FakeInstasent
 
-from .test_fake_server_support import DS, Client, P, api, event, fake
+if TYPE_CHECKING:
+    from tests.fake.conftest import Client
 
-__all__ = ["api", "fake"]
+P = "/project/proj_demo"
+DS = P + "/datasource/ds_demo"
 
 
 async def _wait_for(condition: object, seconds: float = 5.0) -> None:
@@ -25,7 +29,9 @@ async def _wait_for(condition: object, seconds: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_fail_next_answers_without_processing(fake: FakeInstasent, api: Client) -> None:
+async def test_fail_next_answers_without_processing(
+    fake: FakeInstasent, api: Client, event: Callable[..., dict[str, Any]]
+) -> None:
     fake.fail_next(2, 503, path_contains="/stream/events")
     assert (await api.get(P)).status == 200  # does not match: untouched
     first = await api.add_events(event("e1"))
@@ -50,7 +56,7 @@ async def test_fail_next_filters_by_method_and_custom_body(
 
 
 async def test_fail_after_processing_changes_state_and_retries_do_not_duplicate(
-    fake: FakeInstasent, api: Client
+    fake: FakeInstasent, api: Client, event: Callable[..., dict[str, Any]]
 ) -> None:
     fake.fail_after_processing_next(1, 500, path_contains="/stream/events")
     batch = [event("e1"), event("e2")]
@@ -84,21 +90,23 @@ async def test_drop_after_processing_keeps_the_state_change(
 
 
 async def test_delay_next_slows_the_matching_request(fake: FakeInstasent, api: Client) -> None:
-    fake.delay_next(1, 0.3, path_contains="/segment")
+    fake.delay_next(1, 0.5, path_contains="/segment")
     started = time.monotonic()
     assert (await api.get(P + "/segment")).status == 200
-    assert time.monotonic() - started >= 0.3
+    assert time.monotonic() - started >= 0.5
     started = time.monotonic()
     assert (await api.get(P + "/segment")).status == 200
-    assert time.monotonic() - started < 0.3 + 5  # no second delay (generous bound)
+    assert time.monotonic() - started < 0.5  # a second delay would take 0.5 s at least
 
 
-async def test_a_client_timing_out_on_a_delay_still_gets_processed(fake: FakeInstasent) -> None:
+async def test_a_client_timing_out_on_a_delay_still_gets_processed(
+    fake: FakeInstasent, event: Callable[..., dict[str, Any]], client_for: type[Client]
+) -> None:
     fake.delay_next(1, 0.5)
     timeout = aiohttp.ClientTimeout(total=0.05)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         with pytest.raises(asyncio.TimeoutError):
-            await Client(session, fake).add_events(event("e1"))
+            await client_for(session, fake).add_events(event("e1"))
     await _wait_for(lambda: len(fake.events()) == 1)
 
 

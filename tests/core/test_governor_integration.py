@@ -11,6 +11,7 @@ import datetime as dt
 import math
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING
 
 import pytest
 from aiohttp import web
@@ -28,7 +29,8 @@ from instasent_async._ratelimit import BucketKey, Permit
 from instasent_async.models import Project
 from instasent_async.testing import FakeInstasent, RecordedRequest
 
-from .conftest import ScriptedServer
+if TYPE_CHECKING:
+    from tests.conftest import ScriptedServer
 
 PROJECT = "/project/proj_demo"
 FAST_RETRY = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_max=0.05)

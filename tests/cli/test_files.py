@@ -9,7 +9,7 @@ import string
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from instasent_async._files import (
@@ -270,7 +270,6 @@ _names = st.text(string.ascii_letters + "_", min_size=1, max_size=8).map(str.str
 _cells = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r"))
 
 
-@settings(max_examples=60, deadline=None)
 @given(rows=st.lists(st.dictionaries(_names, _cells, min_size=1, max_size=5), max_size=8))
 def test_csv_round_trip(
     tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, str]]
@@ -286,11 +285,14 @@ def test_csv_round_trip(
     path = tmp_path_factory.mktemp("csv") / "r.csv"
     path.write_text(buffer.getvalue(), encoding="utf-8", newline="")
     expected = [{k: row[k] for k in header if row.get(k)} for row in rows]
-    # A row whose cells are all empty is written as a blank line, which is skipped.
-    assert list(read_csv(path)) == [item for item in expected if item]
+    # A row whose cells are all empty is written as a blank line, which is skipped; so is
+    # a one-column row of spaces, which the reader cannot tell from a blank line.
+    blank = [len(header) == 1 and not row.get(header[0], "").strip() for row in rows]
+    assert list(read_csv(path)) == [
+        item for item, skipped in zip(expected, blank, strict=True) if item and not skipped
+    ]
 
 
-@settings(max_examples=60, deadline=None)
 @given(
     items=st.lists(
         st.dictionaries(

@@ -18,7 +18,16 @@ from instasent_async.testing._query import (
     parse_list_query,
 )
 
-from .test_fake_server_support import attr, group
+
+def group(*children: dict[str, Any], join: str = "and") -> dict[str, Any]:
+    """An audience/event filter root."""
+    return {"type": "group", "join": join, "children": list(children)}
+
+
+def attr(key: str, operator: str, *values: Any) -> dict[str, Any]:
+    """An attribute condition."""
+    return {"type": "attribute_condition", "key": key, "operator": operator, "values": list(values)}
+
 
 NOW = dt.datetime(2024, 6, 15, 12, 0, tzinfo=dt.timezone.utc).timestamp()
 DAY = 86400.0

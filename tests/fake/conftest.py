@@ -1,4 +1,4 @@
-"""Shared helpers of the FakeInstasent tests: a raw aiohttp client and fixtures.
+"""Fixtures of the FakeInstasent tests: a started fake, a raw aiohttp client, item builders.
 
 The tests talk to the fake with a plain ``aiohttp.ClientSession`` (not the SDK), so the
 fake is checked against the reference on its own.
@@ -6,9 +6,7 @@ fake is checked against the reference on its own.
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -21,7 +19,6 @@ from instasent_async.testing import FakeInstasent
 
 P = "/project/proj_demo"
 DS = P + "/datasource/ds_demo"
-OTHER_DS = P + "/datasource/ds_other"
 
 _DEFAULT: Any = object()
 
@@ -94,31 +91,19 @@ class Client:
         return await self.post(datasource + "/stream/events", list(events), **kwargs)
 
 
-def event(
+def make_event(
     event_id: str, user_id: str = "u1", event_type: str = "page_view", **extra: Any
 ) -> dict[str, Any]:
     """An event item with the required keys."""
     return {"_user_id": user_id, "_event_id": event_id, "_event_type": event_type, **extra}
 
 
-def align_to_window_start(fake: FakeInstasent, window: float) -> float:
-    """Move the fake's clock just past a window boundary; return that window's start.
-
-    The test then has almost a whole window before the next boundary, so counting
-    requests never races a window change.
-    """
-    now = time.time()
-    start = math.ceil((now + 1.0) / window) * window
-    fake.clock_offset = start - now + 0.001
-    return start
-
-
-def group(*children: dict[str, Any], join: str = "and") -> dict[str, Any]:
+def make_group(*children: dict[str, Any], join: str = "and") -> dict[str, Any]:
     """An audience/event filter root."""
     return {"type": "group", "join": join, "children": list(children)}
 
 
-def attr(key: str, operator: str, *values: Any) -> dict[str, Any]:
+def make_attr(key: str, operator: str, *values: Any) -> dict[str, Any]:
     """An attribute condition."""
     return {"type": "attribute_condition", "key": key, "operator": operator, "values": list(values)}
 
@@ -135,3 +120,27 @@ async def api(fake: FakeInstasent) -> AsyncIterator[Client]:
     """A raw client of ``fake``."""
     async with aiohttp.ClientSession() as session:
         yield Client(session, fake)
+
+
+@pytest.fixture
+def client_for() -> type[Client]:
+    """The raw client class, for a test that opens its own session or fake."""
+    return Client
+
+
+@pytest.fixture
+def event() -> Callable[..., dict[str, Any]]:
+    """Builds an event item: ``event(event_id, user_id="u1", event_type="page_view", **extra)``."""
+    return make_event
+
+
+@pytest.fixture
+def group() -> Callable[..., dict[str, Any]]:
+    """Builds a filter root: ``group(*children, join="and")``."""
+    return make_group
+
+
+@pytest.fixture
+def attr() -> Callable[..., dict[str, Any]]:
+    """Builds an attribute condition: ``attr(key, operator, *values)``."""
+    return make_attr

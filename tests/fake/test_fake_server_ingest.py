@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from instasent_async.testing import FakeInstasent
 
-from .test_fake_server_support import DS, OTHER_DS, Client, P, api, event, fake
+if TYPE_CHECKING:
+    from tests.fake.conftest import Client
 
-__all__ = ["api", "fake"]
+P = "/project/proj_demo"
+DS = P + "/datasource/ds_demo"
+OTHER_DS = P + "/datasource/ds_other"
 
 
 async def test_contacts_upsert_by_user_id_and_keep_their_audience_id(
@@ -34,7 +38,9 @@ async def test_contacts_upsert_by_user_id_and_keep_their_audience_id(
     assert (await api.get(P + "/audience/" + created["id"])).entity["plan"] == "pro"
 
 
-async def test_events_dedup_by_event_id_per_datasource(fake: FakeInstasent, api: Client) -> None:
+async def test_events_dedup_by_event_id_per_datasource(
+    fake: FakeInstasent, api: Client, event: Callable[..., dict[str, Any]]
+) -> None:
     reply = await api.add_events(event("e1"), event("e2"), event("e1"))
     assert reply.status == 202
     assert [item["status"] for item in reply.entity["items"]] == ["success"] * 3
@@ -46,7 +52,9 @@ async def test_events_dedup_by_event_id_per_datasource(fake: FakeInstasent, api:
     assert [e["datasourceId"] for e in fake.events()] == ["ds_demo"] * 3 + ["ds_other"]
 
 
-async def test_stored_events_have_read_side_keys(fake: FakeInstasent, api: Client) -> None:
+async def test_stored_events_have_read_side_keys(
+    fake: FakeInstasent, api: Client, event: Callable[..., dict[str, Any]]
+) -> None:
     await api.upsert({"_user_id": "u1"})
     params = {"order-euro-amount": 12.5}
     item = event("o1", event_type="ecommerce_order_create", _event_parameters=params)
@@ -63,7 +71,7 @@ async def test_stored_events_have_read_side_keys(fake: FakeInstasent, api: Clien
 
 
 async def test_partial_success_is_202_and_all_failed_is_422(
-    fake: FakeInstasent, api: Client
+    fake: FakeInstasent, api: Client, event: Callable[..., dict[str, Any]]
 ) -> None:
     partial = await api.upsert(
         {"_user_id": "ok"}, {"_user_id": ""}, {"_user_id": "x", "_email": "bad"}
@@ -140,13 +148,17 @@ async def test_a_body_that_is_not_json_is_400(api: Client) -> None:
     assert reply.json == {"message": "Body should be an array"}
 
 
-async def test_exactly_100_items_are_accepted(fake: FakeInstasent, api: Client) -> None:
+async def test_exactly_100_items_are_accepted(
+    fake: FakeInstasent, api: Client, event: Callable[..., dict[str, Any]]
+) -> None:
     reply = await api.add_events(*(event(f"e{i}") for i in range(100)))
     assert reply.status == 202
     assert len(fake.events()) == 100
 
 
-async def test_dry_run_validates_and_stores_nothing(fake: FakeInstasent, api: Client) -> None:
+async def test_dry_run_validates_and_stores_nothing(
+    fake: FakeInstasent, api: Client, event: Callable[..., dict[str, Any]]
+) -> None:
     reply = await api.post(DS + "/stream/contacts", [{"_user_id": "u1"}, {}], params="_dryRun")
     assert reply.status == 202
     assert reply.entity["failed"] == 1
@@ -161,7 +173,7 @@ async def test_dry_run_validates_and_stores_nothing(fake: FakeInstasent, api: Cl
 
 @pytest.mark.parametrize("query", ["_dryRun=1", "_dryRun=true", "_sync=", "_sync=true"])
 async def test_stream_flags_with_a_value_are_refused(
-    fake: FakeInstasent, api: Client, query: str
+    fake: FakeInstasent, api: Client, event: Callable[..., dict[str, Any]], query: str
 ) -> None:
     reply = await api.post(DS + "/stream/events", [event("e1")], params=query)
     assert reply.status == 400
@@ -170,7 +182,7 @@ async def test_stream_flags_with_a_value_are_refused(
 
 
 async def test_event_dates_with_more_than_three_fraction_digits_are_rejected(
-    fake: FakeInstasent, api: Client
+    fake: FakeInstasent, api: Client, event: Callable[..., dict[str, Any]]
 ) -> None:
     reply = await api.add_events(
         event("e1", _event_date="2024-05-01T10:20:30.123Z"),
@@ -184,7 +196,9 @@ async def test_event_dates_with_more_than_three_fraction_digits_are_rejected(
     assert [e["_event_id"] for e in fake.events()] == ["e1", "e3"]
 
 
-async def test_reject_items_hook_adds_per_field_errors(fake: FakeInstasent, api: Client) -> None:
+async def test_reject_items_hook_adds_per_field_errors(
+    fake: FakeInstasent, api: Client, event: Callable[..., dict[str, Any]]
+) -> None:
     def no_odd_ids(item: dict[str, Any]) -> dict[str, list[str]] | None:
         if item.get("_user_id", "").endswith(("1", "3")):
             return {"_user_id": ["Rejected by the test"]}
@@ -213,7 +227,9 @@ async def test_datasource_contact_get_and_delete(fake: FakeInstasent, api: Clien
     assert (await api.call("DELETE", path)).status == 404
 
 
-async def test_stream_info_stats_and_specs(fake: FakeInstasent, api: Client) -> None:
+async def test_stream_info_stats_and_specs(
+    fake: FakeInstasent, api: Client, event: Callable[..., dict[str, Any]]
+) -> None:
     await api.upsert({"_user_id": "u1"}, {"_user_id": "u2"})
     await api.add_events(event("e1"))
     info = (await api.get(P + "/datasource/dsapi/stream", token=fake.datasource_token)).json

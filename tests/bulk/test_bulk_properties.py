@@ -85,8 +85,6 @@ async def _scenario(
 
 
 @settings(
-    max_examples=20,
-    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(

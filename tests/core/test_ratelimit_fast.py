@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from hypothesis import example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -108,7 +108,6 @@ step = st.one_of(
 )
 
 
-@settings(max_examples=600, deadline=None)
 @given(st.lists(step, min_size=10, max_size=80), st.sampled_from(["spread", "burst"]))
 # A reset already past: the next permit rolls the window over, its answer is late.
 @example(
