@@ -385,7 +385,6 @@ def test_a_batch_of_contacts_writes_each_date_as_format_datetime_does(
 
 
 @pytest.mark.parametrize("cls", WIRE_MODELS, ids=[c.__name__ for c in WIRE_MODELS])
-@settings(max_examples=100, deadline=None)
 @given(data=st.data(), date=datetimes())
 def test_generated_unstructure_writes_what_the_reference_writes(
     cls: type, data: st.DataObject, date: dt.datetime
@@ -409,7 +408,6 @@ def test_generated_unstructure_writes_what_the_reference_writes(
 
 
 @pytest.mark.parametrize("cls", WIRE_MODELS, ids=[c.__name__ for c in WIRE_MODELS])
-@settings(max_examples=100, deadline=None)
 @given(data=st.data())
 def test_the_reference_pair_round_trips_any_dict(cls: type, data: st.DataObject) -> None:
     keys = [f.metadata[WIRE].key for f in attrs.fields(cls) if WIRE in f.metadata]
