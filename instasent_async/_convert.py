@@ -709,6 +709,17 @@ def from_dict(data: Mapping[str, Any], cls: type[T]) -> T:
     return structure(data, cls)
 
 
+def reference_hooks(cls: type[T]) -> tuple[Callable[[Any], T], Callable[[T], dict[str, Any]]]:
+    """The reference (structure, unstructure) of a wire model: what the fast paths equal.
+
+    The one internal hook ``benchmarks/convert.py`` measures the generated hooks against.
+
+    Raises:
+        KeyError: ``cls`` is not a wire model.
+    """
+    return _REFERENCE_STRUCTURERS[cls], _REFERENCE_UNSTRUCTURERS[cls]
+
+
 def to_wire_items(items: Iterable[Any]) -> list[Any]:
     """The wire form of a batch: models unstructured, mappings passed through as is.
 
