@@ -191,13 +191,6 @@ def format_datetime(value: _dt.datetime) -> str:
 
 def _format_slow(value: _dt.datetime) -> str:
     """``format_datetime`` of a UTC datetime, in pure Python (the reference form)."""
-    plain = _dt.datetime(
-        value.year,
-        value.month,
-        value.day,
-        value.hour,
-        value.minute,
-        value.second,
-        value.microsecond,
-    )
+    v = value  # a plain datetime of the same fields: a subclass may format its own way
+    plain = _dt.datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
     return plain.isoformat(timespec="milliseconds") + "Z"

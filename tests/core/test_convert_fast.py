@@ -80,12 +80,20 @@ _dates = st.sampled_from(
 )
 
 
+def _payload(cls: type, data: st.DataObject, *more_keys: str) -> dict[str, Any]:
+    """A wire dict for ``cls``: its keys, a few others, values of every kind and dates."""
+    keys = [f.metadata[WIRE].key for f in attrs.fields(cls) if WIRE in f.metadata]
+    keys += ["plan", "_custom", "city", *more_keys]
+    payload: dict[str, Any] = data.draw(
+        st.dictionaries(st.sampled_from(keys), _scalars | _dates, max_size=12)
+    )
+    return payload
+
+
 @pytest.mark.parametrize("cls", WIRE_MODELS, ids=[c.__name__ for c in WIRE_MODELS])
 @given(data=st.data())
 def test_direct_init_builds_what_init_builds(cls: type, data: st.DataObject) -> None:
-    keys = [f.metadata[WIRE].key for f in attrs.fields(cls) if WIRE in f.metadata]
-    keys += ["plan", "_custom", "city", "_user_id"]
-    payload = data.draw(st.dictionaries(st.sampled_from(keys), _scalars | _dates, max_size=12))
+    payload = _payload(cls, data, "_user_id")
     fast = _STRUCTURERS[cls](payload)
     general = _REFERENCE_STRUCTURERS[cls](payload)
     assert type(fast) is cls
@@ -389,10 +397,7 @@ def test_a_batch_of_contacts_writes_each_date_as_format_datetime_does(
 def test_generated_unstructure_writes_what_the_reference_writes(
     cls: type, data: st.DataObject, date: dt.datetime
 ) -> None:
-    keys = [f.metadata[WIRE].key for f in attrs.fields(cls) if WIRE in f.metadata]
-    keys += ["plan", "_custom", "city"]
-    payload = data.draw(st.dictionaries(st.sampled_from(keys), _scalars | _dates, max_size=12))
-    read = _REFERENCE_STRUCTURERS[cls](payload)
+    read = _REFERENCE_STRUCTURERS[cls](_payload(cls, data))
     built = attrs.evolve(read)  # the same values, built in Python: no wire memory
     for field in attrs.fields(cls):
         if field.metadata.get(WIRE) is not None and field.metadata[WIRE].kind == "datetime":
@@ -410,8 +415,6 @@ def test_generated_unstructure_writes_what_the_reference_writes(
 @pytest.mark.parametrize("cls", WIRE_MODELS, ids=[c.__name__ for c in WIRE_MODELS])
 @given(data=st.data())
 def test_the_reference_pair_round_trips_any_dict(cls: type, data: st.DataObject) -> None:
-    keys = [f.metadata[WIRE].key for f in attrs.fields(cls) if WIRE in f.metadata]
-    keys += ["plan", "_custom", "city", "extra"]
-    payload = data.draw(st.dictionaries(st.sampled_from(keys), _scalars | _dates, max_size=12))
+    payload = _payload(cls, data, "extra")
     obj = _REFERENCE_STRUCTURERS[cls](payload)
     assert _REFERENCE_UNSTRUCTURERS[cls](obj) == payload
