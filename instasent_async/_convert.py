@@ -189,6 +189,10 @@ def _from_models(value: Any) -> Any:
     return [unstructure(v) for v in value]
 
 
+# The kinds whose values are not written as they are.
+_WRITE: Final[dict[str, _Hook]] = {"datetime": _from_datetime, "models": _from_models}
+
+
 # --- the plan of one model ----------------------------------------------------------------
 
 
@@ -232,11 +236,7 @@ def _plan(cls: type) -> _Plan:
                 aliases=spec.aliases,
                 coerce=_to_models(spec.model) if models else _COERCE[spec.kind],
                 fast_type=_FAST_TYPE.get(spec.kind),
-                write=_from_models
-                if models
-                else _from_datetime
-                if spec.kind == "datetime"
-                else None,
+                write=_WRITE.get(spec.kind),
             )
         )
     by_key: dict[str, tuple[_Field, bool]] = {}
