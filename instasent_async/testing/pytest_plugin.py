@@ -6,7 +6,9 @@ async test plugin:
 
 - pytest-asyncio, strict mode (mark tests ``@pytest.mark.asyncio``) or auto mode;
 - anyio's pytest plugin (mark tests ``@pytest.mark.anyio``; the ``anyio_backend``
-  must be ``"asyncio"``: the fake server and the client run on asyncio).
+  must be ``"asyncio"``: the fake server and the client run on asyncio), alone or
+  beside pytest-asyncio in strict mode (its auto mode runs every async fixture in a
+  loop of its own, so anyio tests are refused there with a message saying so).
 
 Without either plugin (or with anyio's alone and a test that is not marked), using a
 fixture fails with a message that names what to install or mark, instead of a
@@ -15,7 +17,7 @@ fixture that is silently missing or never awaited.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from typing import Any, NoReturn, TypeVar, cast
 
 import pytest
@@ -26,12 +28,12 @@ from ._server import FakeInstasent
 __all__ = ["fake_instasent", "instasent_client"]
 
 
-async def _fake() -> AsyncIterator[FakeInstasent]:
+async def _fake() -> AsyncGenerator[FakeInstasent, None]:
     async with FakeInstasent() as fake:
         yield fake
 
 
-async def _client(fake_instasent: FakeInstasent) -> AsyncIterator[Instasent]:
+async def _client(fake_instasent: FakeInstasent) -> AsyncGenerator[Instasent, None]:
     async with Instasent(
         fake_instasent.product_token, project="proj_demo", base_url=fake_instasent.base_url
     ) as client:
@@ -39,7 +41,7 @@ async def _client(fake_instasent: FakeInstasent) -> AsyncIterator[Instasent]:
 
 
 # The plain async generators, by fixture name: handed to anyio's plugin as they are.
-_PLAIN: dict[str, Callable[..., AsyncIterator[Any]]] = {
+_PLAIN: dict[str, Callable[..., AsyncGenerator[Any, None]]] = {
     "fake_instasent": _fake,
     "instasent_client": _client,
 }
@@ -85,6 +87,13 @@ def _refusal(name: str, request: pytest.FixtureRequest) -> str | None:
                 f"{name} runs on asyncio, not {backend_name!r}: "
                 "make the anyio_backend fixture return 'asyncio'"
             )
+        if _asyncio_auto_mode(request.config):
+            # pytest-asyncio's auto mode runs every async fixture in a loop of its own,
+            # not the anyio test's: any async fixture would hang or see another loop.
+            return (
+                f"{name} in an anyio test under pytest-asyncio's auto mode: use "
+                "asyncio_mode = strict, or mark the test @pytest.mark.asyncio instead"
+            )
         return None
     if plugins.hasplugin("asyncio"):
         return None
@@ -99,6 +108,12 @@ def _refusal(name: str, request: pytest.FixtureRequest) -> str | None:
     )
 
 
+def _asyncio_auto_mode(config: pytest.Config) -> bool:
+    if not config.pluginmanager.hasplugin("asyncio"):
+        return False
+    return str(config.getoption("asyncio_mode", None) or config.getini("asyncio_mode")) == "auto"
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_fixture_setup(
     fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
@@ -110,12 +125,31 @@ def pytest_fixture_setup(
     refusal = _refusal(fixturedef.argname, request)
     if refusal is None and "anyio_backend" not in request.fixturenames:
         return (yield)  # pytest-asyncio runs it
+    # The fixture becomes a plain generator that neither async plugin touches: in an
+    # anyio test it runs the async generator in anyio's runner (the test's event loop,
+    # whatever pytest-asyncio's mode); on a refusal it fails, so pytest reports (and
+    # caches) the failure the usual way.
+    if refusal is None:
+        replacement = _in_anyio_runner(plain, request.getfixturevalue("anyio_backend"))
+    else:
+        replacement = _failing(refusal)
     with pytest.MonkeyPatch.context() as patch:
-        # An anyio test: anyio's plugin runs the plain async generator (pytest-asyncio's
-        # strict mode leaves it alone). A refusal: a function that fails, called as the
-        # fixture, so pytest reports (and caches) the failure the usual way.
-        patch.setattr(fixturedef, "func", plain if refusal is None else _failing(refusal))
+        patch.setattr(fixturedef, "func", replacement)
         return (yield)
+
+
+def _in_anyio_runner(
+    plain: Callable[..., AsyncGenerator[Any, None]], backend: Any
+) -> Callable[..., Generator[Any, None, None]]:
+    from anyio.pytest_plugin import extract_backend_and_options, get_runner
+
+    name, options = extract_backend_and_options(backend)
+
+    def run(**kwargs: Any) -> Generator[Any, None, None]:
+        with get_runner(name, options) as runner:
+            yield from runner.run_asyncgen_fixture(plain, kwargs)
+
+    return run
 
 
 def _failing(message: str) -> Callable[..., NoReturn]:

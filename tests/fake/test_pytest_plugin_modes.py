@@ -44,9 +44,16 @@ def test_pytest_asyncio_strict_mode_and_anyio_beside_it(pytester: pytest.Pyteste
 
 def test_pytest_asyncio_auto_mode(pytester: pytest.Pytester) -> None:
     _ini(pytester, "auto")
-    pytester.makepyfile(_module(_test("test_unmarked", None), _test("test_marked", "asyncio")))
+    pytester.makepyfile(
+        _module(
+            _test("test_unmarked", None),
+            _test("test_marked", "asyncio"),
+            _test("test_anyio", "anyio"),  # refused: auto mode runs fixtures in its own loop
+        )
+    )
     result = pytester.runpytest("-W", "error", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*anyio test under pytest-asyncio's auto mode*strict*"])
 
 
 def test_anyio_plugin_alone(pytester: pytest.Pytester) -> None:
