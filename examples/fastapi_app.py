@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import logging
 import math
 import os
@@ -57,8 +56,6 @@ def create_app(**client_options: Any) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         options = {"max_wait": HANDLER_MAX_WAIT, **client_options}
-        if "max_wait" not in inspect.signature(Instasent).parameters:  # TEMPORARY
-            options.pop("max_wait")
         async with Instasent(**options) as client:
             app.state.instasent = client
             yield

@@ -13,7 +13,13 @@ import aiohttp
 
 from . import _tracing
 from ._errors import ConfigurationError
-from ._ratelimit import BucketSnapshot, RateLimitEvent, RateLimitGovernor
+from ._ratelimit import (
+    DEFAULT_MAX_WAIT,
+    BucketSnapshot,
+    RateLimitEvent,
+    RateLimitGovernor,
+    check_max_wait,
+)
 from ._retry import RetryPolicy
 from ._transport import (
     DEFAULT_BASE_URL,
@@ -82,6 +88,9 @@ class Instasent:
         trace_configs: aiohttp trace configs for the session we create.
         allow_insecure: allow plain ``http://`` to non-loopback hosts.
         on_event: called with every ``RateLimitEvent`` (waits, 429s, retries).
+        max_wait: the longest a call waits for a rate-limit permit or a
+            server-announced retry, in seconds; beyond it ``RateLimitError``
+            (with ``reset_at``) is raised at once. ``None``: no bound.
 
     Explicit arguments always win over the environment.
 
@@ -106,6 +115,7 @@ class Instasent:
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
         allow_insecure: bool = False,
         on_event: Callable[[RateLimitEvent], None] | None = None,
+        max_wait: float | None = DEFAULT_MAX_WAIT,
     ) -> None:
         if token is None:
             token = _from_env(TOKEN_ENV)
@@ -117,6 +127,10 @@ class Instasent:
             project = _from_env(PROJECT_ENV)
         if base_url is None:
             base_url = _from_env(BASE_URL_ENV) or DEFAULT_BASE_URL
+        try:
+            max_wait = check_max_wait(max_wait)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
         if max_connections < 1:
             raise ConfigurationError(f"max_connections must be >= 1, got {max_connections}")
         if max_concurrency is not None and max_concurrency < 1:
@@ -124,7 +138,7 @@ class Instasent:
         if project is not None and (not isinstance(project, str) or not project.strip()):
             raise ConfigurationError("project must be a non-empty string (the project UID)")
         if rate_limit == "auto":
-            governor: RateLimitGovernor | None = RateLimitGovernor()
+            governor: RateLimitGovernor | None = RateLimitGovernor(max_wait=max_wait)
         elif rate_limit is None or isinstance(rate_limit, RateLimitGovernor):
             governor = rate_limit
         else:
@@ -142,6 +156,7 @@ class Instasent:
             "timeout": make_timeout(timeout),
             "retry": retry if retry is not None else RetryPolicy(),
             "user_agent": user_agent or DEFAULT_USER_AGENT,
+            "max_wait": max_wait,
         }
         transport = Transport(
             pool=pool,
@@ -206,16 +221,24 @@ class Instasent:
         timeout: float | aiohttp.ClientTimeout | None = _UNSET,
         retry: RetryPolicy | None = None,
         user_agent: str | None = None,
+        max_wait: float | None = _UNSET,
     ) -> Instasent:
         """A sibling client sharing this client's connection pool and governor.
 
         For multi-tenant backends: one pool, many tokens or projects. Options not
-        given are inherited. The sibling does not own the pool: close the root.
+        given are inherited (``max_wait=None`` means no bound, not "inherit").
+        The sibling does not own the pool: close the root.
 
         Raises:
-            ConfigurationError: an empty project, an empty token or a bad timeout.
+            ConfigurationError: an empty project, an empty token, a bad timeout or
+                a bad ``max_wait``.
         """
         options = dict(self._options)
+        if max_wait is not _UNSET:
+            try:
+                options["max_wait"] = check_max_wait(max_wait)
+            except ValueError as exc:
+                raise ConfigurationError(str(exc)) from None
         if timeout is not _UNSET:
             options["timeout"] = make_timeout(timeout)
         if retry is not None:

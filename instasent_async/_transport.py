@@ -11,7 +11,9 @@ import asyncio
 import hashlib
 import ipaddress
 import logging
+import math
 import platform
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -21,6 +23,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from . import _tracing
+from ._core.headers import AnswerInfo, parse_answer
 from ._endpoints import Operation
 from ._errors import (
     AmbiguousOutcomeError,
@@ -31,8 +34,15 @@ from ._errors import (
     decode_body,
     error_from_response,
 )
-from ._ratelimit import BucketKey, RateLimitEvent, RateLimitGovernor, parse_rate_limit, reset_delay
-from ._retry import Outcome, RetryPolicy
+from ._ratelimit import (
+    DEFAULT_MAX_WAIT,
+    BucketKey,
+    RateLimitEvent,
+    RateLimitGovernor,
+    check_max_wait,
+    rate_limit_info,
+)
+from ._retry import Outcome, RetryDecision, RetryPolicy
 from ._version import __version__
 
 __all__ = ["Pool", "RequestStats", "Response", "TokenSource", "Transport"]
@@ -251,6 +261,7 @@ class Transport:
         "_emit",
         "_governor",
         "_keys",
+        "_max_wait",
         "_pool",
         "_retry",
         "_semaphore",
@@ -272,6 +283,7 @@ class Transport:
         governor: RateLimitGovernor | None,
         user_agent: str,
         semaphore: asyncio.Semaphore | None = None,
+        max_wait: float | None = DEFAULT_MAX_WAIT,
     ) -> None:
         if isinstance(token, str):
             if not token.strip():
@@ -288,6 +300,7 @@ class Transport:
         self._governor = governor
         self._user_agent = user_agent
         self._semaphore = semaphore
+        self._max_wait = check_max_wait(max_wait)
         # token -> (fingerprint, GET headers, JSON headers); one entry per token seen.
         self._auth_cache: dict[str, _Auth] = {}
         self._keys: dict[tuple[str, str, str], BucketKey] = {}
@@ -313,6 +326,11 @@ class Transport:
     def governor(self) -> RateLimitGovernor | None:
         """The rate-limit governor, or ``None`` when rate limiting is off."""
         return self._governor
+
+    @property
+    def max_wait(self) -> float | None:
+        """The longest a request waits for a permit or an announced retry (``None``: no bound)."""
+        return self._max_wait
 
     @property
     def semaphore(self) -> asyncio.Semaphore | None:
@@ -424,24 +442,25 @@ class Transport:
         while True:
             attempt += 1
             headers = json_headers if body is not None else get_headers
-            permit = None
-            if governor is not None:
-                assert key is not None
-                permit = governor.try_acquire(key)
-                if permit is None:
-                    if stats is not None:
-                        stats.rate_limit_waits += 1
-                    permit = await governor.acquire(key)
-            if stats is not None:
-                stats.requests += 1
             status: int | None = None
             resp_headers: CIMultiDictProxy[str] | None = None
+            info: AnswerInfo | None = None
             outcome: Outcome
             failure: BaseException | None = None
             semaphore = self._semaphore
+            if semaphore is not None:
+                await semaphore.acquire()  # the slot first, then the permit
             try:
-                if semaphore is not None:
-                    await semaphore.acquire()  # cancelled while waiting: nothing held
+                permit = None
+                if governor is not None:
+                    assert key is not None
+                    permit = governor.try_acquire(key)
+                    if permit is None:
+                        if stats is not None:
+                            stats.rate_limit_waits += 1
+                        permit = await governor.acquire(key, max_wait=self._max_wait)
+                if stats is not None:
+                    stats.requests += 1
                 try:
                     # Awaited rather than ``async with``: read() releases the
                     # connection at the end of the body, and a failed read closes it.
@@ -463,27 +482,24 @@ class Transport:
                     except BaseException:
                         resp.close()
                         raise
+                    status, resp_headers = resp.status, resp.headers
+                    if governor is not None or status >= 400:
+                        info = parse_answer(resp_headers, time.time())  # the one parse
+                except aiohttp.ClientConnectorCertificateError as exc:
+                    raise APIConnectionError(
+                        f"TLS certificate error: {exc.certificate_error}", method=method, path=path
+                    ) from None
+                except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                    outcome, failure = "not_sent", exc
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                    outcome, failure = "maybe_sent", exc
                 finally:
-                    if semaphore is not None:
-                        semaphore.release()
-                status, resp_headers = resp.status, resp.headers
-            except aiohttp.ClientConnectorCertificateError as exc:
-                if governor is not None:
-                    governor.release(permit, None, None)  # type: ignore[arg-type]
-                raise APIConnectionError(
-                    f"TLS certificate error: {exc.certificate_error}", method=method, path=path
-                ) from None
-            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-                outcome, failure = "not_sent", exc
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                outcome, failure = "maybe_sent", exc
-            except BaseException:
-                # Cancelled, or anything unexpected: never keep the permit.
-                if governor is not None:
-                    governor.release(permit, None, None)  # type: ignore[arg-type]
-                raise
-            if governor is not None:
-                governor.release(permit, status, resp_headers)  # type: ignore[arg-type]
+                    # Also when cancelled, or anything unexpected: never keep the permit.
+                    if permit is not None:
+                        governor.release(permit, status, info)  # type: ignore[union-attr]
+            finally:
+                if semaphore is not None:
+                    semaphore.release()
             if status is not None:
                 if status < 400:
                     assert resp_headers is not None
@@ -499,14 +515,17 @@ class Transport:
                             key = self._key(fp, scope, op.rate_class)
                         attempt -= 1
                         continue
-            delay_hint = reset_delay(resp_headers) if resp_headers is not None else None
             decision = self._retry.decide(
                 idempotent=safe,
                 attempt=attempt,
                 outcome=outcome,
-                reset_after=delay_hint,
+                reset_after=info.announced_wait if info is not None else None,
                 governed=governor is not None,
             )
+            if status == 429 and decision.delay > (
+                math.inf if self._max_wait is None else self._max_wait
+            ):
+                decision = _GIVE_UP  # the announced wait is longer than max_wait
             if decision.action == "retry":
                 reason = str(outcome) if status is not None else _describe(failure)
                 log.debug(
@@ -543,7 +562,7 @@ class Transport:
                     decode_body(raw),
                     method=method,
                     path=path,
-                    rate_limit=parse_rate_limit(resp_headers) if resp_headers else None,
+                    rate_limit=rate_limit_info(info),
                     required_scope=op.scope,
                 )
                 if decision.action == "ambiguous":
@@ -564,6 +583,9 @@ class Transport:
                     path=path,
                 ) from conn_err
             raise conn_err from failure
+
+
+_GIVE_UP = RetryDecision("raise")
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import ModuleType
@@ -82,8 +84,13 @@ async def test_sdk_errors_become_http_answers(http: httpx.AsyncClient, fake: Fak
 async def test_a_rate_limited_call_answers_503_with_retry_after(
     example: ModuleType, fake: FakeInstasent
 ) -> None:
-    fake.fail_next(1, 429, path_contains="/audience/user/")
-    async with serve(example, retry=RetryPolicy.none()) as http:  # TEMPORARY: max_wait
+    # One request an hour, the fake's clock just past the start of a window: after the
+    # first request the window stays spent far longer than the app's max_wait (5 s).
+    fake.set_rate_limit(limit=1, window=3600.0)
+    now = time.time()
+    fake.clock_offset = math.ceil((now + 1) / 3600) * 3600 - now + 0.001
+    async with serve(example) as http:
+        assert (await http.get("/contacts/u-1")).status_code == 404  # the one request
         busy = await http.get("/contacts/u-1")
     assert busy.status_code == 503
-    assert int(busy.headers["Retry-After"]) >= 1
+    assert 3000 < int(busy.headers["Retry-After"]) <= 3600
