@@ -7,7 +7,9 @@ answers two routes:
 - ``GET /v1/project/{p}/audience/user/{id}``: 200 with a 15-key contact in an
   ``{"entity": ...}`` envelope (the same precomputed body for every id);
 - ``POST /v1/project/{p}/datasource/{ds}/stream/events``: 202 with the documented
-  per-item body (``instasent-api.md`` 4.3 (a)) for the JSON array it received.
+  per-item body (``{"entity": {"successful", "failed", "items"}}``) for the JSON array
+  it received; for the datasource ``REJECTING_DATASOURCE`` every item is rejected (422,
+  same shape).
 
 Every response carries ``Date`` and the three ``X-RateLimit-*`` headers with a
 generous limit (the client's governor is exercised but never has to wait):
@@ -61,6 +63,9 @@ CONTACT: dict[str, Any] = {
 """The contact every audience GET answers with (10 reserved keys + 5 custom attributes)."""
 
 CONTACT_BODY = orjson.dumps({"entity": CONTACT})
+REJECTING_DATASOURCE = "ds_reject"
+"""Events sent to this datasource are all rejected (a 422 with per-item errors)."""
+_REJECTION = {"_event_type": ["Unknown event type"]}
 _MAX_HEAD = 16 * 1024
 _MAX_BODY = 8 * 1024 * 1024
 
@@ -106,8 +111,11 @@ def _response(status: bytes, clock: _Clock, body: bytes) -> bytes:
     )
 
 
-def events_answer(body: bytes) -> tuple[bytes, bytes]:
-    """Status line and body of the answer to an events batch (shape 4.3 (a))."""
+def events_answer(body: bytes, reject: bool = False) -> tuple[bytes, bytes]:
+    """Status line and body of the answer to an events batch (shape 4.3 (a)).
+
+    ``reject``: every item is rejected.
+    """
     try:
         items = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -115,7 +123,14 @@ def events_answer(body: bytes) -> tuple[bytes, bytes]:
     if type(items) is not list:
         return b"HTTP/1.1 400 Bad Request\r\n", b'{"message":"Body should be an array"}'
     answers = [
-        {"status": "success", "_user_id": it.get("_user_id"), "_event_id": it.get("_event_id")}
+        {
+            "status": "error",
+            "_user_id": it.get("_user_id"),
+            "_event_id": it.get("_event_id"),
+            "errors": _REJECTION,
+        }
+        if reject and type(it) is dict
+        else {"status": "success", "_user_id": it.get("_user_id"), "_event_id": it.get("_event_id")}
         if type(it) is dict
         else {"status": "error", "errors": {"_": ["Item should be an object"]}}
         for it in items
@@ -210,7 +225,7 @@ class _Http(asyncio.Protocol):
                 and parts[4] == b"datasource"
                 and parts[6:8] == [b"stream", b"events"]
             ):
-                status, answer = events_answer(body)
+                status, answer = events_answer(body, parts[5] == REJECTING_DATASOURCE.encode())
                 return _response(status, clock, answer)
         return _response(b"HTTP/1.1 404 Not Found\r\n", clock, b'{"message":"Not Found"}')
 

@@ -31,6 +31,7 @@ is missed. About four minutes with the defaults.
 
     python benchmarks/governor.py
     python benchmarks/governor.py --duration 10 --servers fixed --clients sdk,naive
+    python benchmarks/governor.py --store redis   # fleets on one token: benchmarks/fleet.py
 """
 
 from __future__ import annotations
@@ -396,6 +397,13 @@ def check(rows: list[tuple[str, str, int, dict[str, float]]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--store", choices=("redis",))
+    chosen, rest = store.parse_known_args(argv)
+    if chosen.store == "redis":
+        from fleet import main as fleet_main  # the fleet benchmark takes the other options
+
+        return fleet_main(rest)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per run")
     parser.add_argument("--limit", type=int, default=50, help="requests per window (L)")
@@ -404,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=100, help="requests per process")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated")
     parser.add_argument("--clients", default=",".join(CLIENTS), help="comma-separated")
+    parser.add_argument(
+        "--store", choices=("redis",), help="run benchmarks/fleet.py (RedisBucketStore) instead"
+    )
     parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
     parser.add_argument("--max-seconds", type=float, default=3600.0, help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=CLIENTS, help=argparse.SUPPRESS)

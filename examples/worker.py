@@ -85,7 +85,7 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-    done = args.skip + report.total
+    done = args.skip + report.consumed  # every record up to here is accounted for
     log.info(
         "%s: %d read, %d accepted, %d rejected, %d failed in %.1f s; resume with --skip %d",
         "stopped by signal" if stop.is_set() else "finished",

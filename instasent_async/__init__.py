@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._client import Instasent
 from ._convert import from_dict, to_dict
 from ._pagination import OffsetPager, ScrollIterator
@@ -26,6 +28,9 @@ from .errors import (
 )
 from .models import Contact, Event, FailedItem, IngestReport, RejectedItem
 
+if TYPE_CHECKING:
+    from ._redis_store import RedisBucketStore
+
 __all__ = [
     "APIConnectionError",
     "APIStatusError",
@@ -49,6 +54,7 @@ __all__ = [
     "RateLimitEvent",
     "RateLimitGovernor",
     "RateLimitInfo",
+    "RedisBucketStore",
     "RejectedItem",
     "RetryPolicy",
     "ScrollIterator",
@@ -58,3 +64,12 @@ __all__ = [
     "from_dict",
     "to_dict",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # RedisBucketStore is loaded on first use: importing the package never needs redis.
+    if name == "RedisBucketStore":
+        from ._redis_store import RedisBucketStore
+
+        return RedisBucketStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -206,6 +206,8 @@ class Instasent:
             if listener is not None and governor is not None:
                 # A shared governor outlives this client: stop sending it our events.
                 governor.remove_listener(listener)
+            if governor is not None:
+                await governor.release_leases()
             await self._transport.pool.close()
 
     @property

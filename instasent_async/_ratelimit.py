@@ -18,7 +18,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ._core.bucket import CLOSED, OPEN, QUIET, UNMANAGED, Bucket, Notice, Permit
 from ._core.headers import AnswerInfo
@@ -31,6 +31,9 @@ from ._ratelimit_values import (
     check_max_wait,
     rate_limit_info,
 )
+
+if TYPE_CHECKING:
+    from ._bucket_store import BucketStore, StoreLinks
 
 __all__ = [
     "DEFAULT_MAX_WAIT",
@@ -100,6 +103,10 @@ class RateLimitGovernor:
     gives no bound of its own. ``on_event`` receives a ``RateLimitEvent`` for every
     wait, throttle (429) and retry. Not thread-safe.
 
+    ``store`` (e.g. ``RedisBucketStore``) shares every bucket with the other
+    processes using the same store and token: permits are leased from it in small
+    blocks; while it does not answer, a bucket falls back to the headers alone.
+
     ``clock``/``wall_clock`` replace ``time.monotonic``/``time.time`` (for tests).
 
     Raises:
@@ -114,6 +121,7 @@ class RateLimitGovernor:
         max_wait: float | None = DEFAULT_MAX_WAIT,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        store: BucketStore | None = None,
     ) -> None:
         if pacing not in ("spread", "burst"):
             raise ValueError(f"pacing must be 'spread' or 'burst', got {pacing!r}")
@@ -126,6 +134,11 @@ class RateLimitGovernor:
         self._wall = wall_clock
         self._buckets: dict[BucketKey, _GovernedBucket] = {}
         self._waits = 0
+        self._links: StoreLinks | None = None
+        if store is not None:
+            from ._bucket_store import StoreLinks
+
+            self._links = StoreLinks(store, clock, self._dispatch)
 
     def __repr__(self) -> str:
         return f"<RateLimitGovernor pacing={self._pacing!r} buckets={len(self._buckets)}>"
@@ -177,7 +190,12 @@ class RateLimitGovernor:
         if bucket is None:
             if len(self._buckets) >= _MAX_BUCKETS:
                 self._sweep()
-            bucket = self._buckets[key] = _GovernedBucket(key, self._spread)
+            links = self._links
+            bucket = self._buckets[key] = (
+                _GovernedBucket(key, self._spread)
+                if links is None
+                else links.bucket(key, self._spread)
+            )
         return bucket
 
     def _sweep(self) -> None:
@@ -393,6 +411,13 @@ class RateLimitGovernor:
         for b in list(self._buckets.values()):
             if b.waiters:
                 self._dispatch(b)
+
+    async def release_leases(self) -> None:
+        """Give the shared store back the permits leased and not used, and any probe
+        held, and close its connections. Without a store this does nothing.
+        ``Instasent.close()`` calls it; the governor stays usable (it leases again)."""
+        if self._links is not None:
+            await self._links.aclose()
 
     # -- observability ------------------------------------------------------
 

@@ -98,15 +98,17 @@ class RequestStats:
 
     ``uncertain_retries`` counts the retries of an attempt that may have been
     carried out (no answer after sending, or a 5xx): a 404 from a repeated
-    delete then most likely means the first attempt deleted it.
+    delete then most likely means the first attempt deleted it. ``rate_limited``
+    counts 429 answers (``rate_limit_waits`` counts permits the governor held back).
     """
 
-    __slots__ = ("rate_limit_waits", "requests", "retries", "uncertain_retries")
+    __slots__ = ("rate_limit_waits", "rate_limited", "requests", "retries", "uncertain_retries")
 
     def __init__(self) -> None:
         self.requests = 0
         self.retries = 0
         self.rate_limit_waits = 0
+        self.rate_limited = 0
         self.uncertain_retries = 0
 
 
@@ -505,6 +507,8 @@ class Transport:
                     assert resp_headers is not None
                     return Response(status, resp_headers, raw)
                 outcome = status
+                if status == 429 and stats is not None:
+                    stats.rate_limited += 1
                 if status == 401 and not retried_auth and self._static is None:
                     # A rotated token: read the provider once more and try again.
                     retried_auth = True

@@ -3,49 +3,93 @@
 It reads any iterable or async iterable, cuts it into batches of up to 100 items,
 runs ``concurrency`` batches at once (each request under the client's governor and
 retry policy) and accounts for every item read in exactly one bucket of the
-``IngestReport``: accepted, rejected (the server's per-item errors) or failed (with
-the reason). Memory is bounded: at most ``2 * concurrency + 1`` batches are held
-at once, whatever the length of the input.
+``IngestReport``: accepted, rejected (the server's per-item errors, or an item the
+wire cannot carry) or failed (with the reason).
+
+Memory is bounded whatever the length of the input: at most ``2 * concurrency + 1``
+batches are held at once, each as its encoded body only (the caller's objects are
+let go as soon as a batch is encoded), and the report keeps at most ``keep_items``
+rejected and failed items (and raw bodies); the counts stay exact and the dead
+letter, when set, receives every one.
+
+The engine stops early, lets the batches in flight finish and raises with the
+partial report on ``exc.report`` when going on cannot help: the token cannot
+write here (401/403/404), the rate limit holds longer than the client waits
+(``RateLimitError``), the client cannot send (``ConfigurationError``: closed,
+bad token, failing token provider), the API stayed unreachable (``unreachable_for``
+seconds or ``unreachable_batches`` batches in a row), or the dead letter cannot be
+written. ``report.consumed`` then says how many leading source records are
+accounted for: a resumed run skips exactly that many.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import os
+import sys
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from itertools import repeat
-from typing import IO, Any, Literal, Protocol
+from typing import IO, Any, Literal, Protocol, TypedDict, overload
 
-import attrs
 import orjson
 
-from ._batch import accepted_all, parse_batch
-from ._convert import to_wire_items, unstructure
+from ._convert import to_wire_items
+from ._core.batch import BatchOutcome, read_batch
 from ._errors import (
     AmbiguousOutcomeError,
     APIConnectionError,
     APIStatusError,
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
+    InstasentError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitError,
     UnprocessableEntityError,
     decode_body,
 )
 from ._transport import RequestStats, Response
-from .models.ingest import UNKNOWN_OUTCOME, BatchOutcome, FailedItem, IngestReport, RejectedItem
+from .models.ingest import FailedItem, IngestReport, RejectedItem
 
-__all__ = ["BATCH_SIZE", "ProgressCallback", "SendBatch", "Source", "run_ingest"]
+__all__ = [
+    "BATCH_SIZE",
+    "DEFAULT_KEEP_ITEMS",
+    "IngestOptions",
+    "Locate",
+    "ProgressCallback",
+    "SendBatch",
+    "Source",
+    "run_ingest",
+]
 
 log = logging.getLogger("instasent_async.bulk")
 
 BATCH_SIZE = 100
 """Items per ingest request (the API's maximum)."""
+DEFAULT_KEEP_ITEMS = 1000
+"""Rejected and failed items (each) kept on a report by default."""
 
 Source = Iterable[Any] | AsyncIterable[Any]
 ProgressCallback = Callable[[IngestReport], None]
+Locate = Callable[[int], "int | None"]
+Errors = dict[str, list[str]]
+
+
+class IngestOptions(TypedDict, total=False):
+    """The keyword arguments ``upsert``, ``add`` and both ``ingest`` share (see ``run_ingest``)."""
+
+    concurrency: int
+    on_progress: ProgressCallback | None
+    dead_letter: str | os.PathLike[str] | None
+    keep_items: int | None
+    locate: Locate | None
+    unreachable_for: float | None
+    unreachable_batches: int | None
 
 
 class SendBatch(Protocol):
@@ -59,88 +103,136 @@ class SendBatch(Protocol):
 _FATAL = (AuthenticationError, PermissionDeniedError, NotFoundError)
 
 MISSING_EVENT_ID = (
-    "missing _event_id: without it a retry could store the event twice "
-    "(pass require_event_id=False to send such events without automatic retries)"
+    "missing _event_id: the server deduplicates events on it, so without one a retry "
+    "could store the event twice"
 )
+NON_FINITE = "NaN and infinity cannot be sent: JSON has no such numbers"
+
+# The clock of the unreachable-API rule (tests replace it).
+_clock: Callable[[], float] = time.monotonic
 
 
-@attrs.define(slots=True)
-class _Batch:
-    """Items to send together; item i is at input position ``position(i)``.
+class _Batch(Sequence[Any]):
+    """The wire items of one request, and the source records they came from.
 
-    The positions are ``offset, offset + 1, ...`` until items are set aside
-    (``keep``); only then is the ``positions`` list built. Once the batch is
-    checked, ``seal`` encodes the request body and lets go of the wire dicts: a
-    batch in flight holds its items and one ``bytes`` body, nothing the garbage
-    collector has to walk. ``wire`` reads the body again when an error needs
-    the items as sent (a rejection, a dead letter).
+    The batch covers source positions ``start .. end - 1``; item ``i`` of the
+    request is at position ``position(i)`` (``start + i`` until items are set
+    aside, then the ``positions`` list). Once built, the batch holds its
+    encoded ``body`` and nothing else: the wire dicts are decoded from it again
+    only when an answer needs them (a rejection, a failure, a dead letter).
     """
 
-    items: list[Any]
-    _wire: list[Any] | None
-    offset: int
-    idempotent: bool
-    positions: list[int] | None = None
-    body: bytes = b""
+    __slots__ = ("_wire", "body", "end", "idempotent", "positions", "size", "start")
+
+    def __init__(self, start: int, wire: list[Any]) -> None:
+        self.start = start
+        self.end = start + len(wire)
+        self.size = len(wire)
+        self._wire: list[Any] | None = wire
+        self.positions: list[int] | None = None
+        self.idempotent = True
+        self.body = b""
 
     @property
     def wire(self) -> list[Any]:
-        """The wire form of the items (decoded from the body once sealed)."""
+        """The wire items (decoded from the body once it is built)."""
         if self._wire is None:
             self._wire = orjson.loads(self.body)
         return self._wire
 
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Any]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        return self.wire[index]
+
     def position(self, i: int) -> int:
-        """The input position of item ``i``."""
-        return self.offset + i if self.positions is None else self.positions[i]
+        """The source position of item ``i``."""
+        return self.start + i if self.positions is None else self.positions[i]
 
-    def keep(self, indices: list[int]) -> None:
-        """Keep only the items at ``indices`` (the others were accounted for)."""
-        self.positions = [self.position(i) for i in indices]
-        self.items = [self.items[i] for i in indices]
+    def drop(self, indices: Iterable[int]) -> None:
+        """Take the items at ``indices`` out of the request (they were accounted for)."""
+        gone = set(indices)
+        keep = [i for i in range(self.size) if i not in gone]
         wire = self.wire
-        self._wire = [wire[i] for i in indices]
+        self.positions = [self.position(i) for i in keep]
+        self._wire = [wire[i] for i in keep]
+        self.size = len(keep)
 
-    def seal(self) -> None:
-        """Encode the body; the wire dicts are dropped (see the class docstring).
+    def encode(self) -> None:
+        """Encode the request body.
 
         Raises:
-            orjson.JSONEncodeError / TypeError: an item cannot be encoded.
+            TypeError (orjson.JSONEncodeError): an item cannot be encoded.
         """
         self.body = orjson.dumps(self.wire)
+
+    def release(self) -> None:
+        """Let go of the wire items: from now on the body is the batch."""
         self._wire = None
 
 
 class _DeadLetter:
-    """Rejected and failed items as NDJSON lines, written as they happen."""
+    """Rejected and failed items as NDJSON lines; the file is created at the first line."""
 
-    __slots__ = ("_file", "_path")
+    __slots__ = ("_file", "_path", "dirty")
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = path
         self._file: IO[bytes] | None = None
+        self.dirty = False
 
-    def write(
-        self, status: Literal["rejected", "failed"], position: int, item: Any, detail: Any
-    ) -> None:
+    @staticmethod
+    def check(path: str | os.PathLike[str]) -> None:
+        """Check that the file can be written, without creating it.
+
+        Raises:
+            ConfigurationError: the path is a directory, its directory does not
+                exist or cannot be written, or the existing file cannot be written.
+        """
+        name = os.fspath(path)
+        where = f"cannot write the dead letter {name!r}"
+        if os.path.isdir(name):
+            raise ConfigurationError(f"{where}: it is a directory")
+        if os.path.exists(name):
+            try:
+                with open(name, "ab"):
+                    pass
+            except OSError as exc:
+                raise ConfigurationError(f"{where}: {exc.strerror or exc}") from None
+            return
+        parent = os.path.dirname(os.path.abspath(name))
+        if not os.path.isdir(parent):
+            raise ConfigurationError(f"{where}: the directory {parent!r} does not exist")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigurationError(f"{where}: the directory {parent!r} is not writable")
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one line (``OSError`` when the file cannot be written)."""
+        try:
+            line = orjson.dumps(record, default=repr, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:
+            line = orjson.dumps({**record, "item": repr(record["item"])}, default=repr)
         if self._file is None:
             self._file = open(self._path, "wb")  # noqa: SIM115 - closed in close()
-        key = "errors" if status == "rejected" else "reason"
-        record = {"position": position, "status": status, key: detail, "item": _jsonable(item)}
-        self._file.write(orjson.dumps(record, default=str) + b"\n")
+        self._file.write(line + b"\n")
+        self.dirty = True
+
+    def flush(self) -> None:
+        if self._file is not None and self.dirty:
+            self.dirty = False
+            self._file.flush()
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-
-
-def _jsonable(item: Any) -> Any:
-    if isinstance(item, dict):
-        return item
-    try:
-        return unstructure(item)
-    except Exception:  # the item is what made it fail: keep its text
-        return repr(item)
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
 
 
 class _Engine:
@@ -154,6 +246,10 @@ class _Engine:
         on_progress: ProgressCallback | None,
         dead_letter: str | os.PathLike[str] | None,
         require_event_id: bool,
+        keep_items: int | None = DEFAULT_KEEP_ITEMS,
+        locate: Locate | None = None,
+        unreachable_for: float | None = None,
+        unreachable_batches: int | None = None,
     ) -> None:
         self.send = send
         self.events = kind == "events"
@@ -162,43 +258,136 @@ class _Engine:
         self.on_progress = on_progress
         self.dead = _DeadLetter(dead_letter) if dead_letter is not None else None
         self.require_event_id = require_event_id
+        self.keep = sys.maxsize if keep_items is None else keep_items
+        self.locate = locate
+        self.max_down_for = unreachable_for
+        self.max_down_batches = unreachable_batches
         self.report = IngestReport()
         self.stats = RequestStats()
+        # Why the run stops early (raised at the end with the report).
         self.fatal: BaseException | None = None
         self.pending: list[Any] = []
         self.queue: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=concurrency)
         self.started = time.perf_counter()
+        # Unreachable API: batches in a row that could not connect, since when.
+        self.down_batches = 0
+        self.down_since: float | None = None
+        self.last_answer = _clock()
+        # consumed: the end of the settled prefix; settled ranges beyond it.
+        self.next_start = 0
+        self.settled: dict[int, int] = {}
+        # The dead letter failed: the first position whose line is not in it.
+        self.lost_at: int | None = None
 
     # -- accounting -------------------------------------------------------------
 
-    def reject(self, item: Any, position: int, errors: dict[str, list[str]], wire: Any) -> None:
-        self.report.rejected.append(RejectedItem(item, position, errors))
+    def reject(self, position: int, item: Any, errors: Errors, status: int | None) -> None:
+        report = self.report
+        report.rejected_count += 1
+        line = self.locate(position) if self.locate is not None else None
+        if len(report.rejected) < self.keep:
+            report.rejected.append(RejectedItem(item, position, errors, line))
         if self.dead is not None:
-            self.dead.write("rejected", position, wire, errors)
+            self.dead_letter(position, line, status, errors, None, item)
 
-    def fail(self, batch: _Batch, reason: str, indices: Iterable[int] | None = None) -> None:
-        for i in range(len(batch.items)) if indices is None else indices:
-            position = batch.position(i)
-            self.report.failed.append(FailedItem(batch.items[i], position, reason))
-            if self.dead is not None:
-                self.dead.write("failed", position, batch.wire[i], reason)
+    def fail(self, position: int, item: Any, reason: str, status: int | None = None) -> None:
+        report = self.report
+        report.failed_count += 1
+        line = self.locate(position) if self.locate is not None else None
+        if len(report.failed) < self.keep:
+            report.failed.append(FailedItem(item, position, reason, line))
+        if self.dead is not None:
+            self.dead_letter(position, line, status, None, reason, item)
 
-    def record(self, batch: _Batch, outcome: BatchOutcome) -> None:
-        """Account for a parsed answer (its positions are indices into the batch)."""
+    def fail_batch(self, batch: _Batch, reason: str, status: int | None = None) -> None:
+        wire = batch.wire
+        for i in range(batch.size):
+            self.fail(batch.position(i), wire[i], reason, status)
+
+    def record(self, batch: _Batch, outcome: BatchOutcome, status: int) -> None:
+        """Account for a read answer (its indices are indices into the batch)."""
         self.report.accepted += outcome.accepted
-        for rejected in outcome.rejected:
-            i = rejected.position
-            self.reject(batch.items[i], batch.position(i), rejected.errors, batch.wire[i])
-        if outcome.unknown:
-            self.fail(batch, UNKNOWN_OUTCOME, outcome.unknown)
-        if outcome.raw is not None:
+        if outcome.rejected or outcome.unknown:
+            wire = batch.wire
+            for i, errors in outcome.rejected:
+                self.reject(batch.position(i), wire[i], errors, status)
+            for i in outcome.unknown:
+                self.fail(batch.position(i), wire[i], outcome.reason, status)
+        if outcome.raw is not None and len(self.report.raw) < self.keep:
             self.report.raw.append(outcome.raw)
+
+    def dead_letter(
+        self,
+        position: int,
+        line: int | None,
+        status: int | None,
+        errors: Errors | None,
+        reason: str | None,
+        item: Any,
+    ) -> None:
+        assert self.dead is not None
+        if self.lost_at is None:
+            record = {
+                "position": position,
+                "line": line,
+                "status": status,
+                "errors": errors,
+                "reason": reason,
+                "item": item,
+            }
+            try:
+                self.dead.write(record)
+                return
+            except OSError as exc:
+                self.dead_letter_broke(exc)
+        if self.lost_at is None or position < self.lost_at:
+            self.lost_at = position
+
+    def dead_letter_broke(self, exc: OSError) -> None:
+        """A write failed: stop, and keep ``consumed`` before what the file lacks."""
+        self.stop(exc)
+        if self.lost_at is None:
+            self.lost_at = self.next_start
+        if self.dead is not None:
+            with contextlib.suppress(OSError):  # the error that matters is already kept
+                self.dead.close()
+            self.dead = None
+
+    def flush_dead_letter(self) -> None:
+        if self.dead is not None and self.dead.dirty:
+            try:
+                self.dead.flush()
+            except OSError as exc:
+                self.dead_letter_broke(exc)
+
+    def settle(self, start: int, end: int) -> None:
+        """Source records ``start .. end - 1`` are accounted for; advance ``consumed``.
+
+        The dead letter is flushed first: a record counts as consumed only once
+        its line (if it needs one) is in the file.
+        """
+        self.flush_dead_letter()
+        if start != self.next_start:
+            self.settled[start] = end
+            return
+        while end in self.settled:
+            end = self.settled.pop(end)
+        self.next_start = end
+        lost = self.lost_at
+        self.report.consumed = end if lost is None else min(end, lost)
+
+    def stop(self, error: BaseException) -> None:
+        """Stop reading; ``error`` is raised at the end (the first one wins)."""
+        if self.fatal is None:
+            self.fatal = error
 
     def progress(self) -> None:
         report = self.report
-        report.requests = self.stats.requests
-        report.retries = self.stats.retries
-        report.rate_limit_waits = self.stats.rate_limit_waits
+        stats = self.stats
+        report.requests = stats.requests
+        report.retries = stats.retries
+        report.rate_limit_waits = stats.rate_limit_waits
+        report.rate_limited = stats.rate_limited
         report.elapsed = time.perf_counter() - self.started
         if self.on_progress is not None:
             try:
@@ -206,60 +395,97 @@ class _Engine:
             except Exception:
                 log.exception("on_progress callback raised; ingestion goes on")
 
+    # -- the unreachable-API rule ----------------------------------------------------
+
+    def answered(self) -> None:
+        """The server answered (any status): it is reachable."""
+        self.down_batches = 0
+        self.down_since = None
+        self.last_answer = _clock()
+
+    def unreachable(self, exc: APIConnectionError, sent_at: float) -> None:
+        """A batch could not reach the API after its retries: stop if that lasted."""
+        self.down_batches += 1
+        if self.down_since is None:
+            self.down_since = max(sent_at, self.last_answer)
+        down_for = _clock() - self.down_since
+        too_many = self.max_down_batches is not None and self.down_batches >= self.max_down_batches
+        too_long = self.max_down_for is not None and down_for >= self.max_down_for
+        if too_many or too_long:
+            error = APIConnectionError(
+                f"the API was unreachable for {down_for:.1f} s ({self.down_batches} "
+                f"batch(es) in a row could not connect; last: {exc.message}); ingestion "
+                "stopped: report.consumed says where to resume",
+                method=exc.method,
+                path=exc.path,
+            )
+            error.__cause__ = exc
+            self.stop(error)
+
     # -- producing --------------------------------------------------------------
 
     def make_batch(self, items: list[Any], offset: int) -> _Batch | None:
-        """The checked, encoded batch; items that cannot be sent are accounted for here.
+        """The encoded batch; items that cannot be sent are rejected here.
 
         Encoding happens here, not when a worker takes the batch: a batch waiting
-        in the queue or in flight holds its items and its body, not wire dicts.
+        in the queue or in flight holds its body, not the caller's objects.
         """
         try:
-            # A copy of the list even for dicts: ``wire`` may change.
-            batch = _Batch(items, to_wire_items(items), offset, True)
-        except TypeError:
-            batch = self.make_batch_by_item(items, offset)
-        if self.events:
+            batch = _Batch(offset, to_wire_items(items))
+        except Exception:
+            wire = self.wire_by_item(items, offset)
+            batch = _Batch(offset, wire)
+            batch.drop(i for i, w in enumerate(wire) if w is None)
+        if self.events and batch.size:
             missing = _missing_event_ids(batch.wire)
             if missing and self.require_event_id:
-                for i in missing:
-                    self.reject(
-                        batch.items[i],
-                        batch.position(i),
-                        {"_event_id": [MISSING_EVENT_ID]},
-                        batch.wire[i],
-                    )
-                gone = set(missing)
-                batch.keep([i for i in range(len(batch.items)) if i not in gone])
+                self.set_aside(batch, missing, lambda i: {"_event_id": [MISSING_EVENT_ID]})
             elif missing:
-                batch.idempotent = False
-        if not batch.items:
+                batch.idempotent = False  # never retried once it may have reached the server
+        if not batch.size:
             return None
         try:
-            batch.seal()
-        except (orjson.JSONEncodeError, TypeError):
-            if not self.drop_unencodable(batch):
+            batch.encode()
+        except TypeError:
+            self.set_aside(batch, _unencodable(batch.wire), _unencodable_errors(batch.wire))
+            if not batch.size:
                 return None
-            batch.seal()
+            batch.encode()
+        # orjson writes NaN and infinity as null: only a batch with a null can hold one.
+        if b"null" in batch.body:
+            bad = {i: path for i, w in enumerate(batch.wire) if (path := _non_finite(w, ""))}
+            if bad:
+                self.set_aside(batch, bad, lambda i: {bad[i] or "_": [NON_FINITE]})
+                if not batch.size:
+                    return None
+                batch.encode()
+        batch.release()
         return batch
 
-    def make_batch_by_item(self, items: list[Any], offset: int) -> _Batch:
-        """``make_batch``'s conversion when some item is not a mapping or a model."""
+    def set_aside(
+        self, batch: _Batch, indices: Iterable[int], errors: Callable[[int], Errors]
+    ) -> None:
+        """Reject the items at ``indices`` before sending and take them out of the batch."""
+        indices = list(indices)
+        wire = batch.wire
+        for i in indices:
+            self.reject(batch.position(i), wire[i], errors(i), None)
+        batch.drop(indices)
+
+    def wire_by_item(self, items: list[Any], offset: int) -> list[Any]:
+        """``make_batch``'s conversion item by item: ``None`` where an item has no wire form."""
         wire: list[Any] = []
-        for item in items:
+        for i, item in enumerate(items):
             try:
                 wire.extend(to_wire_items([item]))
-            except TypeError:
+            except Exception as exc:
                 wire.append(None)
-        batch = _Batch(items, wire, offset, True)
-        good = [i for i, w in enumerate(wire) if w is not None]
-        for i, w in enumerate(wire):
-            if w is None:
-                batch.wire[i] = repr(items[i])
-                reason = f"not a mapping or a model: {type(items[i]).__qualname__}"
-                self.fail(batch, reason, [i])
-        batch.keep(good)
-        return batch
+                if isinstance(exc, TypeError):
+                    message = f"not a mapping or a model: {type(item).__qualname__}"
+                else:
+                    message = f"cannot be converted: {type(exc).__name__}: {exc}"
+                self.reject(offset + i, item, {"_": [message]}, None)
+        return wire
 
     async def produce(self, source: Source) -> None:
         """Read the source into batches; ``self.pending`` holds the unbatched tail."""
@@ -271,6 +497,7 @@ class _Engine:
             async for item in source:
                 append(item)
                 if len(pending) >= size:
+                    del item  # the batch lets go of the caller's objects once encoded
                     if not await self.flush():
                         return
                     pending = self.pending
@@ -279,6 +506,7 @@ class _Engine:
             for item in source:
                 append(item)
                 if len(pending) >= size:
+                    del item
                     if not await self.flush():
                         return
                     pending = self.pending
@@ -286,18 +514,26 @@ class _Engine:
         await self.flush()
 
     async def flush(self) -> bool:
-        """Queue the pending items as a batch; False once a fatal error stopped us."""
+        """Queue the pending items as a batch; False once the run must stop."""
         items = self.pending
         self.pending = []
-        offset = self.report.total
-        self.report.total += len(items)
-        batch = self.make_batch(items, offset) if items else None
-        if batch is not None:
-            try:
-                await self.queue.put(batch)
-            except asyncio.CancelledError:
-                self.fail(batch, "not sent: ingestion was cancelled")
-                raise
+        if items:
+            offset = self.report.total
+            self.report.total += len(items)
+            batch = self.make_batch(items, offset)
+            end = offset + len(items)
+            # Nothing of the caller's is held while the queue is full (``produce``
+            # still refers to this list).
+            items.clear()
+            if batch is None:
+                self.settle(offset, end)
+            else:
+                try:
+                    await self.queue.put(batch)
+                except asyncio.CancelledError:
+                    self.fail_batch(batch, "not sent: ingestion was cancelled")
+                    self.settle(batch.start, batch.end)
+                    raise
         return self.fatal is None
 
     def fail_pending(self, reason: str) -> None:
@@ -306,7 +542,13 @@ class _Engine:
         if items:
             offset = self.report.total
             self.report.total += len(items)
-            self.fail(_Batch(items, [_jsonable(i) for i in items], offset, False), reason)
+            for i, item in enumerate(items):
+                try:
+                    (wire,) = to_wire_items([item])
+                except Exception:
+                    wire = item
+                self.fail(offset + i, wire, reason)
+            self.settle(offset, offset + len(items))
 
     # -- consuming --------------------------------------------------------------
 
@@ -315,61 +557,88 @@ class _Engine:
             batch = await self.queue.get()
             if batch is None:
                 return
-            if self.fatal is not None:
-                self.fail(batch, f"not sent: ingestion stopped after {self.fatal}")
-            else:
-                try:
+            try:
+                if self.fatal is not None:
+                    self.fail_batch(batch, f"not sent: ingestion stopped ({_summary(self.fatal)})")
+                else:
                     await self.send_batch(batch)
-                except asyncio.CancelledError:
-                    self.fail(batch, "cancelled while in flight: the outcome is unknown")
-                    raise
-                except Exception as exc:  # a bug must not lose the batch's items
-                    log.exception("unexpected error while sending a batch")
-                    self.fail(batch, f"unexpected error: {exc!r}")
-            self.progress()
+            except asyncio.CancelledError:
+                self.fail_batch(batch, "cancelled while in flight: the outcome is unknown")
+                raise
+            except Exception as exc:  # a bug: stop rather than lose track of items
+                log.exception("unexpected error while accounting for a batch")
+                self.stop(exc)
+            finally:
+                self.settle(batch.start, batch.end)
+                self.progress()
 
     async def send_batch(self, batch: _Batch) -> None:
-        size = len(batch.items)
+        sent_at = _clock()
         try:
             response = await self.send(
                 body=batch.body, idempotent=batch.idempotent, stats=self.stats
             )
-            answer = decode_body(response.body)
-            if accepted_all(response.status, answer, size):
-                self.report.accepted += size  # the usual answer: nothing to record
-                return
-            outcome = parse_batch(response.status, answer, batch.wire, 0)
         except UnprocessableEntityError as exc:
-            outcome = parse_batch(422, exc.body, batch.wire, 0)
+            self.answered()
+            self.read_answer(batch, 422, exc.body)
         except BadRequestError as exc:
-            for i, item in enumerate(batch.items):
-                self.reject(item, batch.position(i), {"_": [exc.message]}, batch.wire[i])
-            return
+            self.answered()
+            errors = {"_": [exc.message]}
+            wire = batch.wire
+            for i in range(batch.size):
+                self.reject(batch.position(i), wire[i], errors, 400)
         except _FATAL as exc:
-            self.fatal = exc
-            self.fail(batch, str(exc))
-            return
+            self.answered()
+            self.stop(exc)
+            self.fail_batch(batch, str(exc), exc.status)
+        except RateLimitError as exc:
+            # The limit holds longer than the client waits (max_wait) or keeps answering
+            # 429: every batch would meet it, so the run stops (resume after reset_at).
+            self.stop(exc)
+            self.fail_batch(batch, str(exc), 429)
         except AmbiguousOutcomeError as exc:
-            self.fail(batch, f"outcome unknown (the batch may have been stored): {exc.message}")
-            return
-        except (APIStatusError, APIConnectionError) as exc:
-            self.fail(batch, str(exc))
-            return
-        self.record(batch, outcome)
-
-    def drop_unencodable(self, batch: _Batch) -> bool:
-        """Fail the items orjson cannot encode; True if any item is left to send."""
-        keep: list[int] = []
-        for i, wire in enumerate(batch.wire):
-            try:
-                orjson.dumps(wire)
-            except (orjson.JSONEncodeError, TypeError) as exc:
-                batch.wire[i] = repr(wire)
-                self.fail(batch, f"not JSON-serialisable: {exc}", [i])
+            cause = exc.__cause__
+            if isinstance(cause, APIConnectionError):
+                self.unreachable(cause, sent_at)
             else:
-                keep.append(i)
-        batch.keep(keep)
-        return bool(keep)
+                self.answered()
+            self.fail_batch(batch, f"outcome unknown (the batch may have been stored): {exc}")
+        except APIConnectionError as exc:
+            self.fail_batch(batch, str(exc))
+            self.unreachable(exc, sent_at)
+        except APIStatusError as exc:
+            self.answered()
+            if 200 <= exc.status < 300:
+                self.read_answer(batch, exc.status, exc.body)
+            else:
+                self.fail_batch(batch, str(exc), exc.status)
+        except ConfigurationError as exc:
+            self.stop(exc)
+            self.fail_batch(batch, f"not sent: {exc}")
+        except InstasentError as exc:
+            self.fail_batch(batch, str(exc))
+        except Exception as exc:
+            # Not the SDK's: a token provider that raised (or a bug). Every batch
+            # would meet it again, so this stops the run at once.
+            error = ConfigurationError(
+                f"sending a batch raised {type(exc).__name__}: {exc} "
+                "(a token provider that failed?)"
+            )
+            error.__cause__ = exc
+            if self.fatal is None:
+                log.error("ingestion stopped: %s", error, exc_info=exc)
+            self.stop(error)
+            self.fail_batch(batch, f"not sent: {error}")
+        else:
+            self.answered()
+            self.read_answer(batch, response.status, decode_body(response.body))
+
+    def read_answer(self, batch: _Batch, status: int, body: Any) -> None:
+        outcome = read_batch(status, body, batch)
+        if outcome.accepted == batch.size and outcome.raw is None:
+            self.report.accepted += batch.size  # the usual answer: nothing else to record
+        else:
+            self.record(batch, outcome, status)
 
     # -- running ----------------------------------------------------------------
 
@@ -388,7 +657,10 @@ class _Engine:
                 failure = exc
         finally:
             if self.dead is not None:
-                self.dead.close()
+                try:
+                    self.dead.close()
+                except OSError as exc:
+                    self.dead_letter_broke(exc)
         self.progress()
         self.report.sort()
         error = failure if failure is not None else self.fatal
@@ -406,7 +678,9 @@ class _Engine:
             while not self.queue.empty():
                 batch = self.queue.get_nowait()
                 if batch is not None:
-                    self.fail(batch, f"not sent: ingestion stopped ({type(failure).__name__})")
+                    reason = f"not sent: ingestion stopped ({type(failure).__name__})"
+                    self.fail_batch(batch, reason)
+                    self.settle(batch.start, batch.end)
         for _ in workers:
             await _put_shielded(self.queue, None)
         gathered = asyncio.gather(*workers)
@@ -420,6 +694,11 @@ class _Engine:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             raise
+
+
+def _summary(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
@@ -453,40 +732,143 @@ def _missing_event_ids(wire: list[Any]) -> list[int]:
     return [i for i, w in enumerate(wire) if not _event_id(w)]
 
 
+def _unencodable(wire: list[Any]) -> list[int]:
+    """Indices of the wire items orjson cannot encode."""
+    bad = []
+    for i, item in enumerate(wire):
+        try:
+            orjson.dumps(item)
+        except TypeError:
+            bad.append(i)
+    return bad
+
+
+def _unencodable_errors(wire: list[Any]) -> Callable[[int], Errors]:
+    def errors(i: int) -> Errors:
+        try:
+            orjson.dumps(wire[i])
+        except TypeError as exc:
+            return {"_": [f"cannot be sent as JSON: {exc}"]}
+        return {"_": ["cannot be sent as JSON"]}
+
+    return errors
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    """The path of the first NaN or infinity in a wire value (``"_"`` at the top), or None."""
+    kind = type(value)
+    if kind is float or isinstance(value, float):
+        return None if math.isfinite(value) else path or "_"
+    if kind is dict or isinstance(value, dict):
+        for key, sub in value.items():
+            if type(sub) in (str, int, bool) or sub is None:
+                continue
+            found = _non_finite(sub, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+    elif kind is list or kind is tuple:
+        for index, sub in enumerate(value):
+            found = _non_finite(sub, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def _check_options(
+    source: Any,
+    concurrency: int,
+    batch_size: int,
+    keep_items: int | None,
+    locate: Locate | None,
+    unreachable_for: float | None,
+    unreachable_batches: int | None,
+) -> None:
+    def integer(value: Any, minimum: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+    def positive_int(value: Any) -> bool:
+        return integer(value, 1)
+
+    if not positive_int(concurrency):
+        raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
+    if not positive_int(batch_size) or batch_size > BATCH_SIZE:
+        raise ValueError(
+            f"batch_size must be an integer from 1 to {BATCH_SIZE}, got {batch_size!r}"
+        )
+    if keep_items is not None and not integer(keep_items, 0):
+        raise ValueError(f"keep_items must be an integer >= 0 or None, got {keep_items!r}")
+    if unreachable_batches is not None and not positive_int(unreachable_batches):
+        raise ValueError(
+            f"unreachable_batches must be a positive integer or None, got {unreachable_batches!r}"
+        )
+    if unreachable_for is not None and (
+        isinstance(unreachable_for, bool)
+        or not isinstance(unreachable_for, (int, float))
+        or not unreachable_for >= 0
+    ):
+        raise ValueError(f"unreachable_for must be seconds >= 0 or None, got {unreachable_for!r}")
+    if locate is not None and not callable(locate):
+        raise TypeError(f"locate must be a callable or None, got {type(locate).__name__}")
+    if isinstance(source, (str, bytes)) or not isinstance(source, (Iterable, AsyncIterable)):
+        raise TypeError(
+            f"source must be an iterable or async iterable of items, got {type(source).__name__}"
+        )
+
+
 async def run_ingest(
     send: SendBatch,
     source: Source,
     *,
     kind: Literal["contacts", "events"],
+    require_event_id: bool = True,
     concurrency: int = 8,
     batch_size: int = BATCH_SIZE,
     on_progress: ProgressCallback | None = None,
     dead_letter: str | os.PathLike[str] | None = None,
-    require_event_id: bool = True,
+    keep_items: int | None = DEFAULT_KEEP_ITEMS,
+    locate: Locate | None = None,
+    unreachable_for: float | None = 30.0,
+    unreachable_batches: int | None = None,
 ) -> IngestReport:
     """Ingest ``source`` with ``send`` (one batch request); see the module docstring.
 
+    ``concurrency`` batches are in flight at once. ``on_progress`` receives the
+    live report after every batch. ``dead_letter`` (a path) receives every
+    rejected and failed item as an NDJSON line ``{"position", "line", "status",
+    "errors", "reason", "item"}`` (``item`` as sent; ``status`` the HTTP status
+    of the answer, ``null`` when there was none); it is checked before the first
+    item is read and created at its first line. ``keep_items`` caps the rejected
+    and failed items (each) and the raw bodies kept on the report (``None``: no
+    cap). ``locate(position)`` maps a record's 0-based position in the source to
+    its line number, for the report and the dead letter; it is called when an
+    item is rejected or fails, never for a position below ``report.consumed``.
+    The run stops when the API has been unreachable (every attempt of a batch
+    failed to connect or timed out, with no answer since) for
+    ``unreachable_for`` seconds, or for ``unreachable_batches`` batches in a row.
+
     Raises:
-        ValueError: ``concurrency`` or ``batch_size`` out of range.
-        AuthenticationError / PermissionDeniedError / NotFoundError: the token cannot
-            write here; reading stops, and the partial report is on ``exc.report``.
+        ValueError / TypeError: an option out of range, or a source that is not
+            an iterable (before anything is read).
+        ConfigurationError: the dead letter cannot be written (before anything is
+            read); or the client cannot send (closed, bad token, a token provider
+            that raised): reading stops, the partial report is ``exc.report``.
+        AuthenticationError / PermissionDeniedError / NotFoundError: the token
+            cannot write here; reading stops; ``exc.report``.
+        RateLimitError: the rate limit holds longer than the client may wait, or
+            still answers 429 after the retries; reading stops; ``exc.report``
+            (``exc.reset_at``: when to resume).
+        APIConnectionError: the API stayed unreachable (see above); reading
+            stopped, in-flight batches finished; ``exc.report``.
+        OSError: writing the dead letter failed mid-run; ``exc.report``
+            (``consumed`` stops before the first item the file lacks).
         asyncio.CancelledError: after in-flight batches finished; ``exc.report``.
         Exception: whatever the source raised, with ``exc.report`` attached.
     """
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int)
-        or not 1 <= batch_size <= BATCH_SIZE
-    ):
-        raise ValueError(
-            f"batch_size must be an integer from 1 to {BATCH_SIZE}, got {batch_size!r}"
-        )
-    if isinstance(source, (str, bytes)) or not isinstance(source, (Iterable, AsyncIterable)):
-        raise TypeError(
-            f"source must be an iterable or async iterable of items, got {type(source).__name__}"
-        )
+    _check_options(
+        source, concurrency, batch_size, keep_items, locate, unreachable_for, unreachable_batches
+    )
+    if dead_letter is not None:
+        _DeadLetter.check(dead_letter)
     engine = _Engine(
         send,
         kind=kind,
@@ -495,5 +877,9 @@ async def run_ingest(
         on_progress=on_progress,
         dead_letter=dead_letter,
         require_event_id=require_event_id,
+        keep_items=keep_items,
+        locate=locate,
+        unreachable_for=unreachable_for,
+        unreachable_batches=unreachable_batches,
     )
     return await engine.run(source)

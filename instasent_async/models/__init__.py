@@ -18,7 +18,7 @@ from __future__ import annotations
 from .audience import Contact
 from .campaigns import Automation, Campaign
 from .events import AudienceEvent, Event
-from .ingest import BatchOutcome, FailedItem, IngestReport, RejectedItem
+from .ingest import FailedItem, IngestReport, RejectedItem
 from .project import DatasourceStats, Organization, Project, StreamInfo
 from .segments import Segment
 from .sms import SmsMessage, SmsSender
@@ -29,7 +29,6 @@ __all__ = [
     "AttributeSpec",
     "AudienceEvent",
     "Automation",
-    "BatchOutcome",
     "Campaign",
     "Contact",
     "DatasourceStats",

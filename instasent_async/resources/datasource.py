@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
-
-import attrs
 
 from .._convert import structure
 from .._endpoints import Operation, encode_segment
 from .._transport import RequestStats, Response
-from ..bulk import MISSING_EVENT_ID, ProgressCallback, SendBatch, Source, run_ingest
+from ..bulk import IngestOptions, SendBatch, Source, run_ingest
 from ..models import (
     AttributeSpec,
     Contact,
@@ -24,6 +21,8 @@ from ..models import (
 from ._base import Resource, delete_once, entities_of, entity_of, op
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from .._transport import Transport
 
 __all__ = ["Datasource", "DatasourceContacts", "DatasourceEvents", "DatasourceSpecs"]
@@ -142,44 +141,48 @@ class DatasourceContacts(_DatasourcePart):
         *,
         sync: bool = False,
         dry_run: bool = False,
-        concurrency: int = 4,
+        **options: Unpack[IngestOptions],
     ) -> IngestReport:
-        """Create or update contacts (keyed by ``_user_id``), 100 per request.
+        """Create or update a sequence of contacts: ``ingest`` for a list or tuple.
 
-        ``items`` are ``Contact`` models or plain mappings (sent untouched). Every
-        item ends in the report as accepted, rejected (with the server's per-item
-        errors) or failed (with the reason). Upserts are idempotent, so failed
-        requests are retried by the client's retry policy.
+        The same engine, defaults and report as ``ingest`` (same keyword
+        arguments); only the input differs.
 
         Raises:
-            TypeError: an item is neither a model nor a mapping.
-            AuthenticationError / PermissionDeniedError / NotFoundError: the token
-                cannot write to this datasource (nothing more is sent).
+            TypeError: ``items`` is not a sequence (use ``ingest`` for iterables).
+            Everything ``ingest`` raises.
         """
         _check_sequence(items)
-        return await run_ingest(
-            self._sender(_CONTACT_UPSERT, _flags(sync, dry_run)),
-            items,
-            kind="contacts",
-            concurrency=concurrency,
-        )
+        return await self.ingest(items, sync=sync, dry_run=dry_run, **options)
 
     async def ingest(
         self,
         source: Source,
         *,
-        concurrency: int = 8,
-        on_progress: ProgressCallback | None = None,
-        dead_letter: str | os.PathLike[str] | None = None,
         sync: bool = False,
+        dry_run: bool = False,
+        **options: Unpack[IngestOptions],
     ) -> IngestReport:
-        """Upsert every contact of an iterable or async iterable, of any length.
+        """Upsert every contact of an iterable or async iterable (keyed by ``_user_id``).
 
-        Batches of 100, ``concurrency`` requests in flight, bounded memory. Every
-        item read ends in the report: accepted, rejected (with the server's
-        errors; never retried) or failed (transport or 5xx after the retry policy
-        gave up, with the reason). ``dead_letter`` writes rejected and failed items
-        as NDJSON; ``on_progress`` receives the live report after every batch.
+        ``Contact`` models or plain mappings (sent untouched), 100 per request,
+        ``concurrency`` requests in flight (default 8), bounded memory. Every
+        item read ends in the report: accepted, rejected (the server's per-item
+        errors, or an item the wire cannot carry; never retried) or failed
+        (transport or 5xx after the retry policy gave up, or an answer that did
+        not say, with the reason). Upserts are idempotent, so failed requests
+        are retried by the client's retry policy.
+
+        Options (shared by ``upsert``, ``events.add`` and ``events.ingest``):
+        ``concurrency=8``; ``on_progress(report)`` after every batch;
+        ``dead_letter=PATH`` (every rejected and failed item as an NDJSON line
+        ``{"position", "line", "status", "errors", "reason", "item"}``; checked
+        before reading, created at its first line); ``keep_items=1000`` (rejected
+        and failed items kept on the report, each; counts stay exact; ``None``:
+        all); ``locate(position) -> line`` (source line numbers for the report
+        and the dead letter); ``unreachable_for=30.0`` seconds /
+        ``unreachable_batches=None``: stop when the API stayed unreachable that
+        long. ``sync`` / ``dry_run`` set the API's ``_sync`` / ``_dryRun`` flags.
 
         Order between batches is not kept: ``concurrency`` batches are in flight
         at once, a retried batch lands after later ones, and the server queues
@@ -187,17 +190,23 @@ class DatasourceContacts(_DatasourcePart):
         different values, merge those items first when the last one must win.
 
         Raises:
+            ConfigurationError: the dead letter cannot be written (before reading);
+                the client cannot send (closed, bad token, failing token provider).
             AuthenticationError / PermissionDeniedError / NotFoundError: the token
-                cannot write here; reading stops; the partial report is ``exc.report``.
-            asyncio.CancelledError: in-flight batches were let finish; ``exc.report``.
+                cannot write here.
+            RateLimitError: the rate limit holds longer than the client may wait
+                (``max_wait``), or answers 429 after the retries (``exc.reset_at``).
+            APIConnectionError: the API stayed unreachable (see above).
+            OSError: the dead letter could not be written mid-run.
+            asyncio.CancelledError: in-flight batches were let finish.
+            Each of these after reading started carries the partial report as
+            ``exc.report`` (``report.consumed``: where to resume).
         """
         return await run_ingest(
-            self._sender(_CONTACT_UPSERT, _flags(sync, False)),
+            self._sender(_CONTACT_UPSERT, _flags(sync, dry_run)),
             source,
             kind="contacts",
-            concurrency=concurrency,
-            on_progress=on_progress,
-            dead_letter=dead_letter,
+            **options,
         )
 
     async def get(self, user_id: str) -> Contact:
@@ -231,70 +240,51 @@ class DatasourceEvents(_DatasourcePart):
         self,
         items: Sequence[Any],
         *,
+        require_event_id: bool = True,
         sync: bool = False,
         dry_run: bool = False,
-        require_event_id: bool = True,
-        concurrency: int = 4,
+        **options: Unpack[IngestOptions],
     ) -> IngestReport:
-        """Add events, 100 per request.
+        """Add a sequence of events: ``ingest`` for a list or tuple.
 
-        Every event must carry an ``_event_id``: the server deduplicates on it, which
-        is what makes a retry after a lost response safe. With
-        ``require_event_id=False`` events without one are sent, but a request that
-        may have reached the server is then never retried (its items are reported
-        as failed instead of risking duplicates).
+        The same engine, defaults and report as ``ingest`` (same keyword
+        arguments): an event without an ``_event_id`` is rejected in the report,
+        not raised.
 
         Raises:
-            ValueError: an event has no ``_event_id`` (names its position).
-            TypeError: an item is neither a model nor a mapping.
+            TypeError: ``items`` is not a sequence (use ``ingest`` for iterables).
+            Everything ``ingest`` raises.
         """
         _check_sequence(items)
-        if require_event_id:
-            # Checked on the items themselves: the engine converts them once, later.
-            for position, item in enumerate(items):
-                if isinstance(item, Mapping):
-                    event_id = item.get("_event_id")
-                elif attrs.has(type(item)):
-                    event_id = getattr(item, "event_id", None)
-                else:
-                    raise TypeError(
-                        f"item at position {position} is a {type(item).__qualname__}: expected "
-                        "a mapping or a model such as Event"
-                    )
-                if not event_id:
-                    raise ValueError(f"event at position {position}: {MISSING_EVENT_ID}")
-        return await run_ingest(
-            self._sender(_EVENTS_ADD, _flags(sync, dry_run)),
-            items,
-            kind="events",
-            concurrency=concurrency,
-            require_event_id=require_event_id,
+        return await self.ingest(
+            items, require_event_id=require_event_id, sync=sync, dry_run=dry_run, **options
         )
 
     async def ingest(
         self,
         source: Source,
         *,
-        concurrency: int = 8,
-        on_progress: ProgressCallback | None = None,
-        dead_letter: str | os.PathLike[str] | None = None,
         require_event_id: bool = True,
+        sync: bool = False,
+        dry_run: bool = False,
+        **options: Unpack[IngestOptions],
     ) -> IngestReport:
         """Add every event of an iterable or async iterable, of any length.
 
-        As ``contacts.ingest``. Events without an ``_event_id`` are rejected
-        before sending (a retry could duplicate them) unless
-        ``require_event_id=False``, in which case batches holding such events are
-        never retried once they may have reached the server.
+        As ``contacts.ingest`` (same options, report and errors). Every event
+        must carry an ``_event_id``: the server deduplicates on it, which is what
+        makes a retry after a lost answer safe. Events without one are rejected
+        before sending (``errors == {"_event_id": [...]}``) unless
+        ``require_event_id=False``; then they are sent, but a batch holding one
+        is never retried once it may have reached the server (its items are
+        reported failed instead of risking duplicates).
         """
         return await run_ingest(
-            self._sender(_EVENTS_ADD, None),
+            self._sender(_EVENTS_ADD, _flags(sync, dry_run)),
             source,
             kind="events",
-            concurrency=concurrency,
-            on_progress=on_progress,
-            dead_letter=dead_letter,
             require_event_id=require_event_id,
+            **options,
         )
 
 

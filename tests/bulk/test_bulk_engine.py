@@ -72,7 +72,12 @@ def contacts(n: int) -> Iterator[dict[str, Any]]:
 def accounted(report: Any, total: int) -> None:
     positions = [r.position for r in report.rejected] + [f.position for f in report.failed]
     assert len(positions) == len(set(positions))
-    assert report.accepted + len(report.rejected) + len(report.failed) == total == report.total
+    assert (report.rejected_count, report.failed_count) == (
+        len(report.rejected),
+        len(report.failed),
+    )
+    assert report.accepted + report.rejected_count + report.failed_count == total == report.total
+    assert report.consumed == total
 
 
 async def test_every_item_ends_in_exactly_one_bucket() -> None:
@@ -207,20 +212,26 @@ async def test_positions_stay_exact_when_items_are_set_aside_mid_batch() -> None
     report = await run_ingest(send, events, kind="events")
     accounted(report, 6)
     assert report.accepted == 2
-    assert [r.position for r in report.rejected] == [2, 4]
-    assert report.rejected[1].item is events[4]
-    assert {f.position: f.reason.split(":")[0] for f in report.failed} == {
-        1: "not a mapping or a model",
-        3: "not JSON-serialisable",
-    }
+    assert report.failed == []
+    assert [r.position for r in report.rejected] == [1, 2, 3, 4]
+    assert report.rejected[0].item == 42  # no wire form: the caller's object
+    assert report.rejected[0].errors == {"_": ["not a mapping or a model: int"]}
+    assert report.rejected[1].errors == {"_event_id": [MISSING_EVENT_ID]}
+    assert report.rejected[2].errors["_"][0].startswith("cannot be sent as JSON")
+    assert report.rejected[3].item == events[4]  # as sent
+    assert report.rejected[3].errors == {"_email": ["Invalid format"]}
+    assert [b[0]["_event_id"] for b in send.batches] == ["e0"]
+    assert [i["_event_id"] for i in send.batches[0]] == ["e0", "e4", "e5"]
 
 
-async def test_models_are_converted_and_rejections_return_the_callers_object() -> None:
+async def test_models_are_converted_and_rejections_report_the_item_as_sent() -> None:
     models = [Event(user_id="u", event_id=f"e{i}", event_type="t") for i in range(3)]
     send = Recorder(bad=lambda i: i["_event_id"] == "e1")
     report = await run_ingest(send, models, kind="events")
     assert send.batches[0][0] == {"_user_id": "u", "_event_id": "e0", "_event_type": "t"}
-    assert report.rejected[0].item is models[1]
+    # The caller's objects are let go once a batch is encoded: the report holds the wire form.
+    assert report.rejected[0].item == {"_user_id": "u", "_event_id": "e1", "_event_type": "t"}
+    assert report.rejected[0].position == 1
 
 
 async def test_a_batch_is_encoded_when_cut_so_later_item_changes_are_not_sent() -> None:
@@ -239,7 +250,7 @@ async def test_a_batch_is_encoded_when_cut_so_later_item_changes_are_not_sent() 
     assert send.batches[0][0] == {"_user_id": "u0", "_email": "before@example.com"}
 
 
-async def test_rejected_models_keep_the_callers_object_and_dead_letters_hold_what_was_sent(
+async def test_rejected_models_and_their_dead_letters_hold_what_was_sent(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "dead.ndjson"
@@ -250,14 +261,15 @@ async def test_rejected_models_keep_the_callers_object_and_dead_letters_hold_wha
     send = Recorder(bad=lambda i: i["_event_id"] == "e2")
     report = await run_ingest(send, models, kind="events", dead_letter=path)
     assert report.accepted == 2
-    assert report.rejected[0].item is models[2]
-    (line,) = path.read_bytes().splitlines()
-    assert orjson.loads(line)["item"] == {
+    sent = {
         "_user_id": "u",
         "_event_id": "e2",
         "_event_type": "t",
         "_event_date": "2024-05-01T10:20:30.120Z",
     }
+    assert report.rejected[0].item == sent
+    (line,) = path.read_bytes().splitlines()
+    assert orjson.loads(line)["item"] == sent
 
 
 async def test_dead_letter_file_holds_rejected_and_failed_items(tmp_path: Path) -> None:
@@ -275,15 +287,19 @@ async def test_dead_letter_file_holds_rejected_and_failed_items(tmp_path: Path) 
     report = await run_ingest(send, contacts(150), kind="contacts", concurrency=1, dead_letter=path)
     lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
     assert len(lines) == len(report.failed) + len(report.rejected) == 100 + 7
-    failed = [x for x in lines if x["status"] == "failed"]
-    rejected = [x for x in lines if x["status"] == "rejected"]
+    failed = [x for x in lines if x["reason"] is not None]
+    rejected = [x for x in lines if x["errors"] is not None]
     assert failed[0] == {
         "position": 0,
-        "status": "failed",
+        "line": None,
+        "status": None,
+        "errors": None,
         "reason": "connection reset",
         "item": {"_user_id": "u0", "_email": "broken"},
     }
     assert rejected[0]["errors"] == {"_email": ["Invalid format"]}
+    assert rejected[0]["status"] == 202
+    assert rejected[0]["reason"] is None
     assert rejected[0]["item"]["_user_id"] == "u105"
 
 

@@ -10,6 +10,7 @@ cannot encode and server rejections, across batch boundaries.
 from __future__ import annotations
 
 import asyncio
+import math
 from types import MappingProxyType
 from typing import Any
 
@@ -21,6 +22,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from instasent_async._transport import RequestStats, Response
 from instasent_async.bulk import (
     MISSING_EVENT_ID,
+    NON_FINITE,
     _Engine,
     _event_id,
     _missing_event_ids,
@@ -69,17 +71,20 @@ def _response(body: Any) -> Response:
 def input_item(draw: st.DrawFn, i: int) -> tuple[Any, str]:
     """An input item and what must happen to it: accepted, rejected or failed."""
     kind = draw(
-        st.sampled_from(["dict"] * 5 + ["model"] * 2 + ["bad", "no id", "not json", "other"])
+        st.sampled_from(["dict"] * 5 + ["model"] * 2 + ["bad", "no id", "not json", "other", "nan"])
     )
     base = {"_user_id": f"u{i % 3}", "_event_id": f"e{i}", "_event_type": "t"}
     if kind == "other":
-        return draw(st.integers() | st.none() | st.text(max_size=2)), "failed"
+        return draw(st.integers() | st.none() | st.text(max_size=2)), "rejected"
     if kind == "no id":
         del base["_event_id"]
         return base, "rejected"
     if kind == "not json":
         base["v"] = {1, 2}
-        return base, "failed"
+        return base, "rejected"
+    if kind == "nan":
+        base["_event_parameters"] = {"x": draw(st.sampled_from([math.nan, math.inf, -math.inf]))}
+        return base, "rejected"
     if kind == "bad":
         base["_event_type"] = "bad"
         return base, "rejected"
@@ -137,17 +142,27 @@ def test_every_item_lands_at_its_own_position(
     assert [r.position for r in report.rejected] == expected["rejected"]
     assert [f.position for f in report.failed] == expected["failed"]
     for rejected in report.rejected:
-        assert rejected.item is items[rejected.position]
-        if "_event_id" not in items[rejected.position]:
+        item = items[rejected.position]
+        if not isinstance(item, dict):
+            assert rejected.item is item  # no wire form: the caller's object
+            assert "not a mapping or a model" in rejected.errors["_"][0]
+        elif "_event_id" not in item:
+            assert rejected.item == item
             assert rejected.errors == {"_event_id": [MISSING_EVENT_ID]}
+        elif "v" in item:
+            assert rejected.item is item  # as the caller gave it (it has no JSON form)
+            assert rejected.errors["_"][0].startswith("cannot be sent as JSON")
+        elif "_event_parameters" in item:
+            assert rejected.item is item
+            assert rejected.errors == {"_event_parameters.x": [NON_FINITE]}
         else:
+            assert rejected.item == item  # as sent
             assert rejected.errors == {"_event_type": ["bad"]}
-    for failed in report.failed:
-        assert failed.item is items[failed.position]
     assert sorted(s["_event_id"] for s in sent) == sorted(
         f"e{i}"
         for i, (_, f) in enumerate(case)
-        if f == "accepted" or (f == "rejected" and case[i][0].get("_event_type") == "bad")
+        if f == "accepted"
+        or (isinstance(case[i][0], dict) and case[i][0].get("_event_type") == "bad")
     )
     assert report.raw == []
 
@@ -169,13 +184,21 @@ def test_a_built_batch_keeps_items_wire_and_positions_aligned(
         require_event_id=True,
     )
     items = [item for item, _ in case]
-    batch = engine.make_batch(items, offset)
+    batch = engine.make_batch(list(items), offset)
+    set_aside = engine.report.rejected_count
     if batch is None:
+        assert set_aside == len(items)
         return
     sent = orjson.loads(batch.body)
-    assert len(batch.items) == len(sent)
-    assert batch.wire == sent  # once sealed, the wire items are what the body says
-    for i, item in enumerate(batch.items):
-        assert items[batch.position(i) - offset] is item
+    assert len(batch) == len(sent) == len(items) - set_aside
+    assert batch.wire == sent  # once built, the wire items are what the body says
+    assert (batch.start, batch.end) == (offset, offset + len(items))
+    for i in range(len(batch)):
+        item = items[batch.position(i) - offset]
         if type(item) is dict:
-            assert sent[i] == orjson.loads(orjson.dumps(item))  # sent as it is
+            assert sent[i] == item  # sent as it is
+        else:
+            assert sent[i]["_event_id"] == item.event_id
+    positions = {batch.position(i) for i in range(len(batch))}
+    assert positions.isdisjoint(r.position for r in engine.report.rejected)
+    assert len(positions) + set_aside == len(items)

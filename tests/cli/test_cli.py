@@ -370,14 +370,18 @@ def test_ingest_rejections_exit_1_and_fill_the_dead_letter_file(
     assert lines == [
         {
             "position": 3,
-            "status": "rejected",
+            "line": None,
+            "status": 202,
             "errors": {"_email": ["Invalid format"]},
+            "reason": None,
             "item": items[3],
         },
         {
             "position": 120,
-            "status": "rejected",
+            "line": None,
+            "status": 202,
             "errors": {"_user_id": ["This value should not be blank."]},
+            "reason": None,
             "item": items[120],
         },
     ]
@@ -582,7 +586,9 @@ def test_progress_lines_go_to_stderr(
 
 
 def make_report(done: int, rejected: int = 0, waits: int = 0) -> IngestReport:
-    report = IngestReport(total=done, accepted=done - rejected, rate_limit_waits=waits)
+    report = IngestReport(
+        total=done, accepted=done - rejected, rejected_count=rejected, rate_limit_waits=waits
+    )
     report.rejected.extend(RejectedItem({}, i, {"_": ["bad"]}) for i in range(rejected))
     return report
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import orjson
-import pytest
 
 from instasent_async import Instasent
 
@@ -59,7 +58,8 @@ async def test_contacts_upsert_chunks_to_100_and_sends_mappings_untouched(
 ) -> None:
     items = [{"_user_id": f"u{i}", "plan": "pro"} for i in range(250)]
     for _ in range(3):
-        mocked.route("POST", f"{DS}/stream/contacts", status=202, payload={})
+        # An empty 202: the whole batch was taken.
+        mocked.route("POST", f"{DS}/stream/contacts", status=202, body="")
     report = await client.datasource("ds_demo").contacts.upsert(items)
     requests = mocked.sent()
     for request, chunk in zip(requests, (items[:100], items[100:200], items[200:]), strict=True):
@@ -111,13 +111,17 @@ async def test_events_add_sends_the_wire_array(mocked: MockedAPI, client: Instas
     assert report.accepted == 1 and report.ok
 
 
-async def test_events_without_event_id_are_refused_before_sending(
+async def test_events_without_event_id_are_rejected_before_sending(
     mocked: MockedAPI, client: Instasent
 ) -> None:
     events = [
         {"_user_id": "u1", "_event_id": "e1", "_event_type": "t"},
         {"_user_id": "u1", "_event_type": "t"},
     ]
-    with pytest.raises(ValueError, match="event at position 1: missing _event_id"):
-        await client.datasource("ds_demo").events.add(events)
-    assert mocked.sent() == []
+    mocked.route("POST", f"{DS}/stream/events", status=202, body="")
+    report = await client.datasource("ds_demo").events.add(events)
+    assert (report.accepted, report.rejected_count) == (1, 1)
+    assert report.rejected[0].position == 1
+    assert "missing _event_id" in report.rejected[0].errors["_event_id"][0]
+    (request,) = mocked.sent()
+    mocked.check(request, "POST", f"{DS}/stream/events", body=[events[0]])

@@ -621,7 +621,7 @@ async def test_datasource_contacts_upsert_sends_an_array_with_sync(
 
 @covers("datasource.events.add")
 async def test_datasource_events_add_with_dry_run(mocked: MockedAPI, client: Instasent) -> None:
-    mocked.route("POST", f"{DS}/stream/events", status=202, payload={})
+    mocked.route("POST", f"{DS}/stream/events", status=202, body="")
     event = Event(
         user_id="u1",
         event_id="ord-1",

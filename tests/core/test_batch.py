@@ -1,4 +1,4 @@
-"""Batch write responses: both body shapes, id matching, and the fallbacks."""
+"""Batch write answers: both body shapes, id matching, and believing only what says success."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from instasent_async._batch import normalize_errors, parse_batch
-from instasent_async.models import BatchOutcome, Contact, Event, RejectedItem
+from instasent_async._core.batch import BatchOutcome, normalize_errors, read_batch
+from instasent_async.models import Contact, Event
 
 
 def contacts(n: int) -> list[dict[str, Any]]:
@@ -22,7 +22,19 @@ def events(n: int) -> list[dict[str, Any]]:
 
 
 def partition(outcome: BatchOutcome) -> tuple[int, dict[int, dict[str, list[str]]], list[int]]:
-    return outcome.accepted, {r.position: r.errors for r in outcome.rejected}, outcome.unknown
+    return outcome.accepted, dict(outcome.rejected), outcome.unknown
+
+
+def parse_batch(status: int, body: Any, items: list[Any], offset: int) -> BatchOutcome:
+    """``read_batch`` with indices shifted by ``offset`` (as the engine places them)."""
+    outcome = read_batch(status, body, items)
+    return BatchOutcome(
+        outcome.accepted,
+        [(offset + i, errors) for i, errors in outcome.rejected],
+        [offset + i for i in outcome.unknown],
+        outcome.reason,
+        outcome.raw,
+    )
 
 
 # --- shape (a): {"entity": {"successful", "failed", "items": [...]}} ----------------------
@@ -42,13 +54,7 @@ def test_documented_shape_positional() -> None:
         }
     }
     outcome = parse_batch(202, body, items, 200)
-    assert outcome == BatchOutcome(
-        accepted=2,
-        rejected=[RejectedItem(items[2], 202, {"_email": ["Invalid format"]})],
-        unknown=[],
-        raw=None,
-    )
-    assert outcome.rejected[0].item is items[2]
+    assert outcome == BatchOutcome(accepted=2, rejected=[(202, {"_email": ["Invalid format"]})])
 
 
 def test_documented_shape_422_every_item_failed() -> None:
@@ -96,10 +102,9 @@ def test_reordered_items_are_matched_by_user_id() -> None:
     }
     outcome = parse_batch(202, body, items, 10)
     assert partition(outcome) == (2, {12: {"_email": ["bad"]}}, [])
-    assert outcome.rejected[0].item is items[2]
 
 
-def test_short_items_list_matches_by_id_and_accepts_the_rest_by_status() -> None:
+def test_short_items_list_leaves_the_items_it_does_not_mention_unknown() -> None:
     items = contacts(4)
     body = {
         "entity": {
@@ -107,8 +112,22 @@ def test_short_items_list_matches_by_id_and_accepts_the_rest_by_status() -> None
         }
     }
     outcome = parse_batch(202, body, items, 0)
-    assert partition(outcome) == (3, {1: {"_email": ["bad"]}}, [])
+    assert partition(outcome) == (0, {1: {"_email": ["bad"]}}, [0, 2, 3])
     assert outcome.raw is body
+    assert outcome.reason.startswith("outcome unknown: the server answered 202 without saying")
+    assert '"USER-1"' in outcome.reason  # with an excerpt of the body
+
+
+def test_short_items_list_with_totals_proving_the_rest_accepted() -> None:
+    items = contacts(4)
+    answer = {"status": "error", "_user_id": "USER-1", "errors": {"_email": ["bad"]}}
+    body = {"entity": {"successful": 3, "failed": 1, "items": [answer]}}
+    assert partition(parse_batch(202, body, items, 0)) == (3, {1: {"_email": ["bad"]}}, [])
+    # Totals that do not add up prove nothing.
+    body = {"entity": {"successful": 3, "failed": 2, "items": [answer]}}
+    assert partition(parse_batch(202, body, items, 0)) == (0, {1: {"_email": ["bad"]}}, [0, 2, 3])
+    body = {"entity": {"successful": 2, "items": [answer]}}
+    assert partition(parse_batch(202, body, items, 0)) == (0, {1: {"_email": ["bad"]}}, [0, 2, 3])
 
 
 def test_event_answers_are_matched_by_event_id() -> None:
@@ -127,7 +146,7 @@ def test_event_answers_are_matched_by_event_id() -> None:
         }
     }
     outcome = parse_batch(202, body, items, 0)
-    assert partition(outcome) == (2, {2: {"_event_type": ["unknown"]}}, [])
+    assert partition(outcome) == (1, {2: {"_event_type": ["unknown"]}}, [1])
     assert outcome.raw is body
 
 
@@ -135,10 +154,9 @@ def test_models_are_matched_by_their_ids_too() -> None:
     items = [Contact(user_id="A"), Contact(user_id="B")]
     body = {"entity": {"items": [{"status": "error", "_user_id": "B", "errors": {"_": ["no"]}}]}}
     outcome = parse_batch(202, body, items, 0)
-    assert partition(outcome) == (1, {1: {"_": ["no"]}}, [])
-    assert outcome.rejected[0].item is items[1]
+    assert partition(outcome) == (0, {1: {"_": ["no"]}}, [0])
     ev = [Event(event_id="x"), Event(event_id="y")]
-    body = {"entity": {"items": [{"status": "error", "_event_id": "x"}]}}
+    body = {"entity": {"successful": 1, "items": [{"status": "error", "_event_id": "x"}]}}
     assert partition(parse_batch(202, body, ev, 0)) == (
         1,
         {0: {"_": ["rejected by the server without details"]}},
@@ -156,7 +174,7 @@ def test_repeated_user_ids_are_matched_in_order() -> None:
             ]
         }
     }
-    assert partition(parse_batch(202, body, items, 0)) == (2, {1: {"n": ["bad"]}}, [])
+    assert partition(parse_batch(202, body, items, 0)) == (1, {1: {"n": ["bad"]}}, [2])
 
 
 def test_counters_without_items() -> None:
@@ -206,8 +224,8 @@ def test_item_status_words_and_booleans() -> None:
         }
     }
     outcome = parse_batch(202, body, contacts(5), 0)
-    # "queued" says nothing: accepted on the 202, with the body kept.
-    assert partition(outcome) == (3, {1: {"_": ["nope"]}, 3: {"_": ["bad thing"]}}, [])
+    # "queued" says nothing: unknown, with the body kept.
+    assert partition(outcome) == (2, {1: {"_": ["nope"]}, 3: {"_": ["bad thing"]}}, [4])
     assert outcome.raw is body
 
 
@@ -258,9 +276,11 @@ def test_single_item_failure_without_accepted_list() -> None:
         {7: {"_": ["_email: invalid"]}},
         [],
     )
+    # An error body without the shape's totals settles nothing.
     body = {"success": False, "errors": []}
     outcome = parse_batch(202, body, contacts(1), 0)
-    assert partition(outcome) == (0, {0: {"_": ["rejected by the server without details"]}}, [])
+    assert partition(outcome) == (0, {}, [0])
+    assert "with an error, not a batch answer" in outcome.reason
 
 
 def test_accepted_shape_all_success_by_count() -> None:
@@ -297,18 +317,55 @@ def test_out_of_range_positions_are_kept_raw() -> None:
 # --- anything else -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [200, 201, 202, 204])
-@pytest.mark.parametrize("body", [None, "", b""])
-def test_empty_success_accepts_everything(status: int, body: Any) -> None:
+@pytest.mark.parametrize("status", [202, 204])
+@pytest.mark.parametrize("body", [None, ""])
+def test_an_empty_202_or_204_accepts_everything(status: int, body: Any) -> None:
     outcome = parse_batch(status, body, contacts(3), 4)
     assert outcome == BatchOutcome(accepted=3, rejected=[], unknown=[], raw=None)
 
 
-@pytest.mark.parametrize("body", [{"message": "queued"}, "OK", 42, {"streamId": "x"}])
-def test_unknown_success_body_is_accepted_and_kept_raw(body: Any) -> None:
-    outcome = parse_batch(202, body, contacts(2), 0)
-    assert partition(outcome) == (2, {}, [])
+@pytest.mark.parametrize("status", [200, 201, 207])
+def test_an_empty_body_on_other_successes_settles_nothing(status: int) -> None:
+    outcome = parse_batch(status, None, contacts(3), 4)
+    assert partition(outcome) == (0, {}, [4, 5, 6])
+    assert outcome.reason == f"outcome unknown: the server answered {status} with an empty body"
+
+
+@pytest.mark.parametrize(
+    ("body", "what"),
+    [
+        ({"message": "queued"}, "an error"),
+        ({"error": "Internal server error"}, "an error"),
+        ({"message": "Database unavailable, nothing stored"}, "an error"),
+        ({"status": "error"}, "an error"),
+        ({"success": True}, "a body that is not a batch answer"),
+        ({"entity": None}, "a body that is not a batch answer"),
+        ({"streamId": "x"}, "a body that is not a batch answer"),
+        (42, "a body that is not a batch answer"),
+        ("OK", "text that is not JSON"),
+        ('{"entity": {"successful": 2, "fai', "text that is not JSON"),
+        ("<html><body>Bad gateway</body></html>", "HTML"),
+    ],
+)
+def test_a_success_status_with_an_unknown_body_settles_nothing(body: Any, what: str) -> None:
+    outcome = parse_batch(200, body, contacts(2), 0)
+    assert partition(outcome) == (0, {}, [0, 1])
     assert outcome.raw == body
+    assert outcome.reason.startswith(f"outcome unknown: the server answered 200 with {what}")
+
+
+def test_207_with_per_item_results_is_read_item_by_item() -> None:
+    items = contacts(3)
+    body = {
+        "entity": {
+            "items": [
+                {"status": "success", "_user_id": "USER-0"},
+                {"status": "error", "_user_id": "USER-1", "errors": {"_email": ["bad"]}},
+                {"status": "success", "_user_id": "USER-2"},
+            ]
+        }
+    }
+    assert partition(parse_batch(207, body, items, 0)) == (2, {1: {"_email": ["bad"]}}, [])
 
 
 def test_success_body_hinting_failures_leaves_positions_unknown() -> None:
@@ -318,14 +375,13 @@ def test_success_body_hinting_failures_leaves_positions_unknown() -> None:
     assert outcome.raw is body
 
 
-def test_unmappable_422_rejects_every_item_with_the_message() -> None:
+def test_a_422_with_a_message_only_rejects_every_item_with_the_message() -> None:
     outcome = parse_batch(422, {"message": "Validation failed"}, contacts(2), 3)
     assert partition(outcome) == (
         0,
         {3: {"_": ["Validation failed"]}, 4: {"_": ["Validation failed"]}},
         [],
     )
-    assert outcome.raw == {"message": "Validation failed"}
 
 
 def test_unmappable_422_uses_the_errors_found() -> None:
@@ -352,19 +408,23 @@ def test_422_without_usable_body(body: Any) -> None:
     outcome = parse_batch(422, body, contacts(2), 0)
     assert outcome.accepted == 0
     assert outcome.unknown == []
-    assert [r.position for r in outcome.rejected] == [0, 1]
-    for rejected in outcome.rejected:
-        assert set(rejected.errors) == {"_"}
-        assert all(isinstance(m, str) and m for m in rejected.errors["_"])
+    assert [i for i, _ in outcome.rejected] == [0, 1]
+    for _, errors in outcome.rejected:
+        assert set(errors) == {"_"}
+        assert all(isinstance(m, str) and m for m in errors["_"])
     if body == "<html>oops</html>":
-        assert outcome.rejected[0].errors == {"_": ["<html>oops</html>"]}
+        assert outcome.rejected[0][1] == {"_": ["<html>oops</html>"]}
 
 
-@pytest.mark.parametrize("status", [400, 401, 404, 429, 500, 503, 207])
+@pytest.mark.parametrize("status", [301, 302, 304, 400, 401, 404, 429, 500, 503])
 def test_other_statuses_settle_nothing(status: int) -> None:
     body = {"message": "nope"}
     outcome = parse_batch(status, body, contacts(2), 8)
-    assert outcome == BatchOutcome(accepted=0, rejected=[], unknown=[8, 9], raw=body)
+    assert outcome == BatchOutcome(
+        unknown=[8, 9],
+        reason=f'outcome unknown: the server answered {status}: {{"message":"nope"}}',
+        raw=body,
+    )
 
 
 # --- error normalisation -----------------------------------------------------------------
@@ -496,7 +556,7 @@ _json = st.recursive(
 
 
 @given(
-    status=st.sampled_from([200, 201, 202, 204, 207, 400, 422, 500]),
+    status=st.sampled_from([200, 201, 202, 204, 207, 302, 400, 422, 500]),
     body=_json,
     n=st.integers(min_value=0, max_value=12),
     offset=st.integers(min_value=0, max_value=1000),
@@ -506,18 +566,55 @@ def test_any_body_accounts_for_every_item_exactly_once(
 ) -> None:
     items = contacts(n)
     outcome = parse_batch(status, body, items, offset)
-    positions = [r.position for r in outcome.rejected] + outcome.unknown
+    positions = [p for p, _ in outcome.rejected] + outcome.unknown
     assert len(positions) == len(set(positions))
     assert all(offset <= p < offset + n for p in positions)
     assert outcome.accepted + len(positions) == n
-    for rejected in outcome.rejected:
-        assert rejected.item is items[rejected.position - offset]
-        assert isinstance(rejected.errors, dict) and rejected.errors
-        for field, messages in rejected.errors.items():
+    for _, errors in outcome.rejected:
+        assert isinstance(errors, dict) and errors
+        for field, messages in errors.items():
             assert isinstance(field, str)
             assert isinstance(messages, list)
             assert all(isinstance(m, str) for m in messages)
+    if outcome.unknown:
+        assert outcome.reason.startswith("outcome unknown: ")
     if status == 422:
         assert outcome.unknown == []  # a 422 always settles every item
-    elif status not in (200, 201, 202, 204):
+    elif status not in (200, 201, 202, 204, 207):
         assert outcome.unknown == list(range(offset, offset + n))
+
+
+_SUCCESS = {"success", "successful", "succeeded", "ok", "accepted", "created", "updated"}
+_no_success_text = st.text(max_size=6).filter(lambda t: t.lower() not in _SUCCESS)
+_no_success_json = st.recursive(
+    st.none() | st.just(False) | st.integers(-3, 120) | _no_success_text,
+    lambda c: (
+        st.lists(c, max_size=4)
+        | st.dictionaries(
+            _no_success_text.filter(lambda k: k not in ("entitiesSuccess",))
+            | st.sampled_from(
+                ["entity", "items", "status", "errors", "position", "failed", "message"]
+            ),
+            c,
+            max_size=4,
+        )
+    ),
+    max_leaves=15,
+)
+
+
+@given(
+    status=st.sampled_from([200, 201, 202, 204, 207, 302, 422, 500]),
+    body=_no_success_json,
+    n=st.integers(min_value=1, max_value=12),
+)
+def test_nothing_is_accepted_that_the_answer_does_not_say_succeeded(
+    status: int, body: Any, n: int
+) -> None:
+    # No word of success anywhere (no "success" status, no totals of successes,
+    # no accepted list, no true): only an empty 202/204 may accept anything.
+    outcome = read_batch(status, body, contacts(n))
+    if status in (202, 204) and body in (None, ""):
+        assert outcome.accepted == n
+    else:
+        assert outcome.accepted == 0

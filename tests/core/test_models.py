@@ -11,7 +11,6 @@ import pytest
 import instasent_async.models as models
 from instasent_async.models import (
     WIRE_MODELS,
-    BatchOutcome,
     Contact,
     Event,
     FailedItem,
@@ -26,7 +25,6 @@ from instasent_async.models._base import (
     parse_datetime,
     wire,
 )
-from instasent_async.models.ingest import UNKNOWN_OUTCOME
 
 UTC = dt.timezone.utc
 
@@ -34,7 +32,6 @@ EXPORTED = {
     "AttributeSpec",
     "AudienceEvent",
     "Automation",
-    "BatchOutcome",
     "Campaign",
     "Contact",
     "DatasourceStats",
@@ -165,66 +162,14 @@ def test_format_then_parse_is_the_identity() -> None:
 # --- ingest report types -----------------------------------------------------------------
 
 
-def test_ok_means_nothing_rejected_or_failed() -> None:
+def test_ok_and_done_follow_the_exact_counts() -> None:
     report = IngestReport(total=2, accepted=2)
-    assert report.ok
-    report.rejected.append(RejectedItem({"_user_id": "x"}, 0, {"_email": ["bad"]}))
-    assert not report.ok
-    only_failed = IngestReport(total=1, failed=[FailedItem({}, 0, "timeout")])
-    assert not only_failed.ok
-
-
-def test_add_outcome_maps_wire_items_back_to_the_callers_items() -> None:
-    callers = [Contact(user_id=f"u{i}") for i in range(5)]
-    batch = callers[2:5]
-    wire = [{"_user_id": c.user_id} for c in batch]
-    outcome = BatchOutcome(
-        accepted=1,
-        rejected=[RejectedItem(wire[1], 3, {"_email": ["Invalid format"]})],
-        unknown=[4],
-        raw={"weird": True},
-    )
-    report = IngestReport(total=5)
-    report.add_outcome(outcome, batch, offset=2)
-    assert report.accepted == 1
-    assert report.rejected == [RejectedItem(callers[3], 3, {"_email": ["Invalid format"]})]
-    assert report.rejected[0].item is callers[3]
-    assert report.failed == [FailedItem(callers[4], 4, UNKNOWN_OUTCOME)]
-    assert report.raw == [{"weird": True}]
-    assert report.done == 3
-
-
-def test_add_outcome_keeps_the_rejected_entry_when_items_are_the_same() -> None:
-    items = [{"_user_id": "a"}]
-    entry = RejectedItem(items[0], 0, {"_": ["no"]})
-    report = IngestReport()
-    report.add_outcome(BatchOutcome(rejected=[entry]), items)
-    assert report.rejected[0] is entry
-    assert report.raw == []
-
-
-def test_add_failed_numbers_positions_from_the_offset() -> None:
-    report = IngestReport()
-    report.add_failed(["a", "b"], 10, "connection reset")
-    assert report.failed == [
-        FailedItem("a", 10, "connection reset"),
-        FailedItem("b", 11, "connection reset"),
-    ]
-
-
-def test_merge_sums_counts_and_concatenates_items() -> None:
-    a = IngestReport(total=3, accepted=2, requests=1, retries=1, rate_limit_waits=0, elapsed=1.5)
-    a.failed.append(FailedItem("x", 2, "timeout"))
-    b = IngestReport(total=2, accepted=1, requests=2, retries=0, rate_limit_waits=3, elapsed=0.5)
-    b.rejected.append(RejectedItem("y", 4, {"_": ["bad"]}))
-    b.raw.append("body")
-    merged = a.merge(b)
-    assert merged is a
-    assert (a.total, a.accepted, a.requests, a.retries, a.rate_limit_waits) == (5, 3, 3, 1, 3)
-    assert a.elapsed == 1.5
-    assert [f.position for f in a.failed] == [2]
-    assert [r.position for r in a.rejected] == [4]
-    assert a.raw == ["body"]
+    assert report.ok and report.done == 2
+    # Counts are exact; the kept lists may be capped (here: nothing kept at all).
+    capped = IngestReport(total=5, accepted=2, rejected_count=2, failed_count=1)
+    assert not capped.ok
+    assert capped.done == 5
+    assert not IngestReport(total=1, failed_count=1).ok
 
 
 def test_sort_orders_by_position() -> None:
@@ -239,21 +184,29 @@ def test_sort_orders_by_position() -> None:
 
 def test_str_is_a_readable_summary() -> None:
     report = IngestReport(
-        total=10, accepted=2, requests=3, retries=1, rate_limit_waits=2, elapsed=1.234
+        total=10,
+        accepted=2,
+        rejected_count=7,
+        failed_count=1,
+        requests=3,
+        retries=1,
+        rate_limit_waits=2,
+        rate_limited=1,
+        elapsed=1.234,
     )
     report.rejected.extend(RejectedItem({}, i, {"_email": ["Invalid format"]}) for i in range(7))
-    report.failed.append(FailedItem({}, 9, "timeout"))
+    report.failed.append(FailedItem({}, 9, "timeout", line=11))
     report.raw.append({})
     text = str(report)
     first = text.splitlines()[0]
     assert first == (
         "10 items: 2 accepted, 7 rejected, 1 failed "
-        "(3 requests, 1 retries, 2 rate-limit waits, 1.23s)"
+        "(3 requests, 1 retries, 2 paced, 1 rate-limited (429), 1.23s)"
     )
     assert "rejected #0: _email: Invalid format" in text
     assert "rejected #4:" in text and "rejected #5:" not in text
     assert "... and 2 more rejected" in text
-    assert "failed #9: timeout" in text
+    assert "failed #9 (line 11): timeout" in text
     assert "1 response bodies kept in .raw" in text
 
 
@@ -261,7 +214,8 @@ def test_report_items_are_records() -> None:
     rejected = RejectedItem(item={"a": 1}, position=3, errors={"_": ["x"]})
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         rejected.position = 4  # type: ignore[misc]
-    assert BatchOutcome() == BatchOutcome(0, [], [], None)
+    assert rejected.line is None
+    assert FailedItem("x", 1, "timeout", 7).line == 7
 
 
 def test_event_model_equality_and_repr() -> None:

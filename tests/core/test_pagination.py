@@ -502,7 +502,7 @@ async def test_batches_over_100_are_chunked_not_refused(
 ) -> None:
     url = f"{BASE}/project/proj_demo/datasource/ds_demo/stream/events"
     for _ in range(3):
-        mocked.post(url, status=202, payload={})
+        mocked.post(url, status=202, body="")  # an empty 202: the whole batch was taken
     events = [
         {"_user_id": "u1", "_event_id": f"e{i}", "_event_type": "page_view"} for i in range(201)
     ]
