@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import ipaddress
 import signal
 import sys
@@ -12,7 +13,7 @@ from typing import Any, TextIO
 
 from ._server import FakeInstasent
 
-__all__ = ["build_parser", "is_loopback", "main", "serve"]
+__all__ = ["add_arguments", "build_parser", "is_loopback", "main", "run", "serve"]
 
 
 def is_loopback(host: str) -> bool:
@@ -59,13 +60,16 @@ async def serve(
             installed.append(signum)
         except (NotImplementedError, RuntimeError, ValueError):
             pass  # not the main thread, or not supported by this platform/loop
+    # Not ``async with``: entering starts the fake on a free port, and start() on a
+    # started fake keeps that port.
+    fake = FakeInstasent(**kwargs)
     try:
-        async with FakeInstasent(**kwargs) as fake:
-            await fake.start(host, port)
-            if on_ready is not None:
-                on_ready(fake)
-            await stop.wait()
+        await fake.start(host, port)
+        if on_ready is not None:
+            on_ready(fake)
+        await stop.wait()
     finally:
+        await fake.close()
         for signum in installed:
             loop.remove_signal_handler(signum)
 
@@ -79,29 +83,51 @@ def _rate_limit(text: str) -> int | None:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line options of :func:`main`."""
-    parser = argparse.ArgumentParser(
-        prog="python -m instasent_async.testing",
-        description="Run a fake Instasent API server (in-memory) until Ctrl-C.",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of :func:`run` to ``parser``."""
+    parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (::1 for IPv6)")
+    parser.add_argument("--port", type=int, default=8080, help="default: 8080; 0 picks a free port")
     parser.add_argument("--allow-public", action="store_true", help="allow a non-loopback --host")
+    fake = {name: p.default for name, p in inspect.signature(FakeInstasent).parameters.items()}
     parser.add_argument(
-        "--rate-limit", type=_rate_limit, default=600, help="per window per bucket, or none"
+        "--rate-limit",
+        type=_rate_limit,
+        default=fake["rate_limit"],
+        help="requests per window per bucket, or none (default %(default)s)",
     )
-    parser.add_argument("--window", type=float, default=60.0, help="window in seconds")
     parser.add_argument(
-        "--batch-shape", choices=("documented", "activepieces"), default="documented"
+        "--window",
+        type=float,
+        default=fake["window"],
+        help="rate-limit window in seconds (default %(default)s)",
     )
     parser.add_argument(
-        "--clock-offset", type=float, default=0.0, help="seconds added to the server clock"
+        "--batch-shape",
+        choices=("documented", "activepieces"),
+        default=fake["batch_shape"],
+        help="the body of 202/422 answers to ingest batches: 'documented' (the API "
+        "reference's shape, default) or 'activepieces' (the other shape seen in the wild); "
+        "the SDK reads both",
+    )
+    parser.add_argument(
+        "--clock-offset",
+        type=float,
+        default=fake["clock_offset"],
+        help="seconds added to the server clock",
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     parser.add_argument("--no-seed", action="store_true", help="start with no demo data")
     parser.add_argument("--product-token", help="fixed product token (default: random)")
     parser.add_argument("--datasource-token", help="fixed datasource token (default: random)")
+
+
+def build_parser(prog: str = "python -m instasent_async.testing") -> argparse.ArgumentParser:
+    """The command-line options of :func:`main`, under the program name ``prog``."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Run a fake Instasent API server (in-memory) until Ctrl-C.",
+    )
+    add_arguments(parser)
     return parser
 
 
@@ -111,12 +137,25 @@ def _announce(fake: FakeInstasent, out: TextIO) -> None:
         print("project: proj_demo  datasources: ds_demo, ds_other", file=out)
         print(f"product token: {fake.product_token}", file=out)
         print(f"datasource token (ds_demo): {fake.datasource_token}", file=out)
+        print(
+            f"try: INSTASENT_TOKEN={fake.product_token} instasent-async whoami "
+            f"--base-url {fake.base_url} --project proj_demo",
+            file=out,
+        )
     print("Press Ctrl-C to stop.", file=out, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (0 after Ctrl-C, 2 on bad input)."""
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve with the options of :func:`add_arguments` until Ctrl-C; return the exit status.
+
+    0 after Ctrl-C; 1 when the address cannot be bound; 2 for a non-loopback ``--host``
+    without ``--allow-public``.
+    """
     if not args.allow_public and not is_loopback(args.host):
         print(
             f"error: refusing to listen on {args.host!r}: use --allow-public to serve "

@@ -8,34 +8,42 @@ Ctrl-C and ``serve-fake`` run the CLI in a subprocess with bounded timeouts.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
+import itertools
 import json
 import os
 import queue
 import re
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from instasent_async import IngestReport, RejectedItem
-from instasent_async.cli import (
+from instasent_async import FailedItem, IngestReport, Instasent, RejectedItem, RetryPolicy
+from instasent_async.cli.access import resolve_access
+from instasent_async.cli.codes import (
     EXIT_API,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_REJECTED,
     EXIT_USAGE,
+)
+from instasent_async.cli.main import build_parser, main
+from instasent_async.cli.output import (
     PlainProgress,
     Progress,
     TqdmProgress,
-    main,
     make_progress,
+    print_report,
 )
 from instasent_async.testing import FakeInstasent
 
@@ -265,7 +273,21 @@ def test_whoami_rejected_token_exits_3(
     result = run(capsys, "whoami", "--token", secret, "--base-url", server.url)
     assert result.code == EXIT_API
     assert "token rejected (401)" in result.err
+    # The next step: which token and which project to check.
+    assert "check the token (--token or INSTASENT_TOKEN)" in result.err
+    assert "--project" in result.err
     assert secret not in result.text
+
+
+@pytest.mark.parametrize("project", [[], ["--project", "proj_demo"]])
+def test_whoami_with_a_base_url_without_v1_says_so(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], project: list[str]
+) -> None:
+    root = server.url.removesuffix("/v1")
+    result = run(capsys, "whoami", "--token", PRODUCT_TOKEN, "--base-url", root, *project)
+    assert result.code == EXIT_API
+    assert f"the base URL {root} does not end in /v1: try --base-url {root}/v1" in result.err
+    assert "datasource token" not in result.err and "do not exist" not in result.err
 
 
 def test_missing_token_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -286,6 +308,19 @@ def test_insecure_base_url_is_a_configuration_error(capsys: pytest.CaptureFixtur
     result = run(capsys, "whoami", "--token", PRODUCT_TOKEN, "--base-url", "http://example.com/v1")
     assert result.code == EXIT_USAGE
     assert "configuration error" in result.err and "http://" in result.err
+    # The way out is named as the flag this command line has, not a Python argument.
+    assert "--allow-insecure" in result.err
+    assert "allow_insecure" not in result.err
+
+
+def test_allow_insecure_flag_reaches_the_client() -> None:
+    args = build_parser().parse_args(
+        ["whoami", "--token", "t", "--base-url", "http://example.com/v1", "--allow-insecure"]
+    )
+    access = resolve_access(args)
+    assert access.allow_insecure
+    client = access.client()  # would raise ConfigurationError without the flag
+    assert "example.com" in repr(client)
 
 
 def test_unreachable_server_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
@@ -361,6 +396,7 @@ def test_ingest_rejections_exit_1_and_fill_the_dead_letter_file(
     items[3]["_email"] = "not-an-email"
     items[120] = {"_email": "x@example.com"}  # no _user_id
     path = write_ndjson(tmp_path / "contacts.ndjson", items)
+    path.write_text("\n\n" + path.read_text())  # two blank lines: item 3 is on line 6
     dead = tmp_path / "dead.ndjson"
     result = run(capsys, *ingest(server, "contacts", path, "--dead-letter", str(dead)))
     assert result.code == EXIT_REJECTED
@@ -370,7 +406,7 @@ def test_ingest_rejections_exit_1_and_fill_the_dead_letter_file(
     assert lines == [
         {
             "position": 3,
-            "line": None,
+            "line": 6,
             "status": 202,
             "errors": {"_email": ["Invalid format"]},
             "reason": None,
@@ -378,7 +414,7 @@ def test_ingest_rejections_exit_1_and_fill_the_dead_letter_file(
         },
         {
             "position": 120,
-            "line": None,
+            "line": 123,
             "status": 202,
             "errors": {"_user_id": ["This value should not be blank."]},
             "reason": None,
@@ -418,6 +454,7 @@ BAD_FILES = [
     ("c.csv", "_user_id,,plan\nu1,x,pro\n", 1, "column 2 of the header row has no name"),
     ("c.csv", "_user_id,plan,plan\nu1,a,b\n", 1, "duplicate column 'plan'"),
     ("c.csv", "_user_id,plan\nu1,pro\nu2,pro,extra\n", 3, "3 cells but the header row has 2"),
+    ("c.csv", "_user_id,plan,city\nu1,pro,Vigo\nu2,pro\n", 3, "2 cells but the header row has 3"),
     ("c.csv", '_user_id,_client_tags\nu1,"[""vip"""\n', 2, "column '_client_tags': invalid JSON"),
     ("c.csv", b"_user_id,plan\nu1,pro\nu2,\xe9\n", 3, "not valid UTF-8"),
     ("c.csv", '_user_id,plan\nu1,"pro\n', 2, "malformed CSV"),
@@ -477,7 +514,10 @@ def test_validation_reports_several_bad_lines(
 
 
 def test_no_validate_sends_the_items_before_the_bad_line_only(
-    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    server: ThreadedFake,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     lines = [json.dumps({"_user_id": f"u{i}"}) for i in range(160)]
     lines[150] = '{"_user_id": "u150", broken'
@@ -488,6 +528,16 @@ def test_no_validate_sends_the_items_before_the_bad_line_only(
     assert f"{path}:151: invalid JSON" in result.err
     assert report_counts(result.out, "contacts") == (150, 150, 0, 0)
     assert sorted(c["_user_id"] for c in server.contacts()) == sorted(f"u{i}" for i in range(150))
+    # Once the line is fixed, the printed command sends the rest.
+    command = printed_commands(result.err)["to resume"]
+    assert command.endswith("--no-validate --skip 150")
+    lines[150] = '{"_user_id": "u150"}'
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setenv("INSTASENT_TOKEN", PRODUCT_TOKEN)
+    rest = run_printed(capsys, command)
+    assert rest.code == EXIT_OK, rest.text
+    assert report_counts(rest.out, "contacts") == (10, 10, 0, 0)
+    assert len(server.contacts()) == 160
 
 
 def test_missing_or_unrecognised_file_exits_2(
@@ -580,17 +630,348 @@ def test_progress_lines_go_to_stderr(
     )
     assert re.search(r"^contacts: 300/300 items \(100%\)", result.err, re.M)
     assert "items/s" not in result.out
+    # Pacing is not throttling: a quiet run against a roomy limit shows no 429.
+    assert "requests: " in result.err and " 0 answered 429" in result.err
+
+
+def test_progress_and_report_tell_429_answers_from_pacing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    fake = ThreadedFake(window=0.5)
+    fake.start()
+    try:
+        fake.call(lambda: fake.fake.fail_next(2, 429, path_contains="/stream/"))
+        path = write_ndjson(tmp_path / "c.ndjson", [{"_user_id": f"u{i}"} for i in range(300)])
+        args = ingest(fake, "contacts", path, "--concurrency", "1")
+        args.remove("--no-progress")
+        result = run(capsys, *args)
+        assert result.code == EXIT_OK, result.text
+        assert re.search(
+            r"^contacts: 300/300 items .*; requests: \d+ paced, 2 answered 429$", result.err, re.M
+        )
+        assert re.search(r"^contacts: 300 items: .* \d+ paced, 2 answered 429, ", result.out, re.M)
+    finally:
+        fake.stop()
+
+
+def test_failures_without_a_dead_letter_print_the_command_that_sends_them_again(
+    server: ThreadedFake,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    attempts = RetryPolicy().max_attempts
+    server.call(lambda: server.fake.fail_next(attempts, 503, path_contains="/stream/"))
+    path = write_ndjson(tmp_path / "c.ndjson", [{"_user_id": f"u{i}"} for i in range(300)])
+    result = run(capsys, *ingest(server, "contacts", path, "--concurrency", "1"))
+    assert result.code == EXIT_REJECTED
+    assert report_counts(result.out, "contacts") == (300, 200, 0, 100)
+    assert f"  {path}:1 (and the 99 after it): failed: " in result.out
+    command = printed_commands(result.err)["to send"]
+    assert "to send the 100 failed item(s) again, resume at record 0:" in result.err
+    monkeypatch.setenv("INSTASENT_TOKEN", PRODUCT_TOKEN)
+    again = run_printed(capsys, command)
+    assert again.code == EXIT_OK, again.text
+    assert len(server.contacts()) == 300
+
+
+def test_a_dead_letter_that_cannot_be_written_stops_the_run_with_the_way_on(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    full = Path("/dev/full")  # every write fails: "No space left on device"
+    items = [{"_user_id": f"u{i}", "_email": f"u{i}@example.com"} for i in range(3000)]
+    items[3]["_email"] = "broken"
+    path = write_ndjson(tmp_path / "c.ndjson", items)
+    result = run(capsys, *ingest(server, "contacts", path, "--dead-letter", str(full)))
+    assert result.code == EXIT_USAGE
+    assert f"error: --dead-letter {full}: cannot write: No space left on device" in result.err
+    total, _, rejected, _ = report_counts(result.out, "contacts")
+    assert total < 3000 and rejected == 1
+    assert "to resume after the first " in result.err
+    assert "Traceback" not in result.err
+
+
+def test_rejections_name_the_file_and_line(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    ndjson = tmp_path / "c.ndjson"
+    ndjson.write_text(
+        '{"_user_id": "u1"}\n\n{"_user_id": "u2"}\n{"_user_id": "u3", "_email": "nope"}\n'
+    )
+    result = run(capsys, *ingest(server, "contacts", ndjson))
+    assert result.code == EXIT_REJECTED
+    assert f"  {ndjson}:4: rejected: _email: Invalid format" in result.out
+    assert "#2" not in result.out  # not the 0-based item number
+    csv_path = tmp_path / "c.csv"
+    csv_path.write_text('_user_id,_email,note\nu1,a@example.com,"two\nlines"\nu2,bad,x\n')
+    result = run(capsys, *ingest(server, "contacts", csv_path))
+    assert result.code == EXIT_REJECTED
+    assert f"  {csv_path}:4: rejected: _email: Invalid format" in result.out
+
+
+def test_events_without_event_id_name_the_flag_that_sends_them(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write_ndjson(
+        tmp_path / "e.ndjson",
+        [
+            {"_user_id": "u1", "_event_id": "e1", "_event_type": "page_view"},
+            {"_user_id": "u1", "_event_type": "page_view"},
+        ],
+    )
+    result = run(capsys, *ingest(server, "events", path))
+    assert result.code == EXIT_REJECTED
+    assert f"{path}:2: rejected: _event_id: missing _event_id" in result.out
+    assert "--no-require-event-id sends them" in result.err
+    assert "require_event_id=" not in result.text
+    assert len(server.events()) == 1
+    # With the flag the event is sent, and the server has the last word on it.
+    sent = run(capsys, *ingest(server, "events", path, "--no-require-event-id"))
+    assert f"{path}:2: rejected: _event_id: This value should not be blank." in sent.out
+    bodies = server.call(lambda: [r.json for r in server.fake.requests if "/stream/" in r.path])
+    assert [len(body) for body in bodies] == [1, 2]
+
+
+def test_stdin_is_read_with_a_dash(
+    server: ThreadedFake,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = "".join(json.dumps({"_user_id": f"u{i}"}) + "\n" for i in range(150))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data.encode())))
+    result = run(capsys, *ingest(server, "contacts", Path("-")))
+    assert result.code == EXIT_OK, result.text
+    assert report_counts(result.out, "contacts") == (150, 150, 0, 0)
+    assert len(server.contacts()) == 150
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b'{"_user_id": "u1"}\n{bad\n')))
+    broken = run(capsys, *ingest(server, "contacts", Path("-")))
+    assert broken.code == EXIT_USAGE
+    assert "<stdin>:2: invalid JSON" in broken.err
+
+
+def test_gzip_files_are_ingested(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    ndjson = tmp_path / "c.ndjson.gz"
+    ndjson.write_bytes(
+        gzip.compress(
+            "".join(json.dumps({"_user_id": f"n{i}"}) + "\n" for i in range(120)).encode()
+        )
+    )
+    result = run(capsys, *ingest(server, "contacts", ndjson))
+    assert result.code == EXIT_OK, result.text
+    csv_path = tmp_path / "c.csv.gz"
+    csv_path.write_bytes(gzip.compress(b"_user_id,plan\nc1,pro\nc2,free\n"))
+    result = run(capsys, *ingest(server, "contacts", csv_path))
+    assert result.code == EXIT_OK, result.text
+    stored = {c["_user_id"]: c for c in server.contacts()}
+    assert len(stored) == 122 and stored["c1"]["plan"] == "pro"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "extra"),
+    [
+        ("c.ndjson", "", ()),
+        ("c.ndjson", "\n  \n\n", ()),
+        ("c.csv", "_user_id,_email\n", ()),
+        ("c.ndjson", "", ("--no-validate",)),
+    ],
+)
+def test_an_empty_file_warns_and_exits_2(
+    server: ThreadedFake,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    name: str,
+    content: str,
+    extra: tuple[str, ...],
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    result = run(capsys, *ingest(server, "contacts", path, *extra))
+    assert result.code == EXIT_USAGE
+    assert f"error: {path}: no contacts in the" in result.err and "empty" in result.err
+    assert server.ingest_requests() == 0
+
+
+def test_csv_cells_take_the_types_the_attribute_specs_declare(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def declare() -> None:
+        server.fake.add_attribute_spec("proj_demo", "age", data_type="number")
+        server.fake.add_attribute_spec("proj_demo", "score", data_type="decimal")
+        server.fake.add_attribute_spec("proj_demo", "vip", data_type="bool")
+        server.fake.add_attribute_spec("proj_demo", "langs", multivalue=3)
+
+    server.call(declare)
+    path = tmp_path / "c.csv"
+    path.write_text(
+        '_user_id,age,score,vip,langs,plan\nu1,33,4.5,yes,"[""es"", ""en""]",pro\nu2,,,no,fr,007\n'
+    )
+    result = run(capsys, *ingest(server, "contacts", path))
+    assert result.code == EXIT_OK, result.text
+    stored = {c["_user_id"]: c for c in server.contacts()}
+    assert stored["u1"]["age"] == 33 and stored["u1"]["score"] == 4.5
+    assert stored["u1"]["vip"] == "1" and stored["u2"]["vip"] == "0"
+    assert stored["u1"]["langs"] == ["es", "en"] and stored["u2"]["langs"] == ["fr"]
+    assert stored["u2"]["plan"] == "007"  # no spec says otherwise: a string
+    specs_reads = server.call(lambda: server.fake.count("GET", "specs/attributes"))
+    assert specs_reads == 1  # fetched once, not per row
+
+    as_text = run(capsys, *ingest(server, "contacts", path, "--csv-strings"))
+    assert as_text.code == EXIT_OK, as_text.text
+    stored = {c["_user_id"]: c for c in server.contacts()}
+    assert stored["u1"]["age"] == "33" and stored["u1"]["vip"] == "yes"
+
+
+def test_a_csv_cell_that_does_not_fit_its_declared_type_is_a_bad_line(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    server.call(lambda: server.fake.add_attribute_spec("proj_demo", "age", data_type="integer"))
+    path = tmp_path / "c.csv"
+    path.write_text("_user_id,age\nu1,33\nu2,thirty\n")
+    result = run(capsys, *ingest(server, "contacts", path))
+    assert result.code == EXIT_USAGE
+    assert f"{path}:3: column 'age': expected a number, got 'thirty'" in result.err
+    assert "--csv-strings" in result.err
+    assert server.ingest_requests() == 0
+
+
+def test_no_dead_letter_file_is_created_when_nothing_fails(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    dead = tmp_path / "dead.ndjson"
+    path = write_ndjson(tmp_path / "c.ndjson", [{"_user_id": "u1"}])
+    result = run(capsys, *ingest(server, "contacts", path, "--dead-letter", str(dead)))
+    assert result.code == EXIT_OK
+    assert not dead.exists()
+    assert "dead letter" not in result.out
+
+
+def test_skip_sends_only_the_records_after_the_first_n(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lines = [json.dumps({"_user_id": f"u{i}"}) for i in range(250)]
+    lines.insert(10, "")  # blank lines are not records
+    path = tmp_path / "c.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    result = run(capsys, *ingest(server, "contacts", path, "--skip", "100"))
+    assert result.code == EXIT_OK, result.text
+    assert report_counts(result.out, "contacts") == (150, 150, 0, 0)
+    assert sorted(c["_user_id"] for c in server.contacts()) == sorted(
+        f"u{i}" for i in range(100, 250)
+    )
+    everything = run(capsys, *ingest(server, "contacts", path, "--skip", "250"))
+    assert everything.code == EXIT_USAGE
+    assert "--skip 250 skips all 250 records" in everything.err
+
+
+def dead_letter_line(position: int, item: dict[str, Any], **detail: Any) -> str:
+    record = {
+        "position": position,
+        "line": position + 1,
+        "status": None,
+        "errors": None,
+        "reason": None,
+        "item": item,
+        **detail,
+    }
+    return json.dumps(record) + "\n"
+
+
+@pytest.mark.parametrize("how", ["--resend", "detected"])
+def test_a_dead_letter_file_is_resent(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path, how: str
+) -> None:
+    dead = tmp_path / "dead.ndjson"
+    dead.write_text(
+        dead_letter_line(4, {"_user_id": "u4", "_email": "u4@example.com"}, reason="timeout")
+        + dead_letter_line(9, {"_user_id": "u9"}, status=422, errors={"_email": ["bad"]})
+    )
+    extra = ["--resend"] if how == "--resend" else []
+    result = run(capsys, *ingest(server, "contacts", dead, *extra))
+    assert result.code == EXIT_OK, result.text
+    assert (f"{dead} is a dead letter: its items are sent again" in result.err) == (
+        how == "detected"
+    )
+    assert report_counts(result.out, "contacts") == (2, 2, 0, 0)
+    stored = {c["_user_id"]: c for c in server.contacts()}
+    assert set(stored) == {"u4", "u9"} and stored["u4"]["_email"] == "u4@example.com"
+
+
+def test_resend_refuses_a_file_that_is_not_a_dead_letter(
+    server: ThreadedFake, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write_ndjson(tmp_path / "c.ndjson", [{"_user_id": "u1"}])
+    result = run(capsys, *ingest(server, "contacts", path, "--resend"))
+    assert result.code == EXIT_USAGE
+    assert f"{path}:1: not a dead-letter line" in result.err
+    assert server.ingest_requests() == 0
+
+
+def test_exit_1_prints_the_command_that_resends_the_fixed_dead_letter(
+    server: ThreadedFake,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    items = [{"_user_id": f"u{i}", "_email": f"u{i}@example.com"} for i in range(120)]
+    items[7]["_email"] = "broken"
+    items[110]["_email"] = "broken-too"
+    path = write_ndjson(tmp_path / "c.ndjson", items)
+    dead = tmp_path / "dead.ndjson"
+    result = run(capsys, *ingest(server, "contacts", path, "--dead-letter", str(dead)))
+    assert result.code == EXIT_REJECTED
+    command = result.err.splitlines()[-1].strip()
+    assert command.startswith("instasent-async ingest contacts --resend ")
+    assert "to resend the 2 rejected item(s) once fixed in" in result.err
+    assert PRODUCT_TOKEN not in result.err
+    # Fix the dead letter's items, then run exactly the printed command.
+    fixed = []
+    for line in dead.read_text().splitlines():
+        record = json.loads(line)
+        record["item"]["_email"] = record["item"]["_user_id"] + "@fixed.example.com"
+        fixed.append(json.dumps(record))
+    dead.write_text("\n".join(fixed) + "\n")
+    monkeypatch.setenv("INSTASENT_TOKEN", PRODUCT_TOKEN)
+    argv = shlex.split(command)
+    assert argv[0] == "instasent-async"
+    again = run(capsys, *argv[1:], "--no-progress")
+    assert again.code == EXIT_OK, again.text
+    assert report_counts(again.out, "contacts") == (2, 2, 0, 0)
+    stored = {c["_user_id"]: c for c in server.contacts()}
+    assert stored["u7"]["_email"] == "u7@fixed.example.com"
+    assert stored["u110"]["_email"] == "u110@fixed.example.com"
+    assert not (tmp_path / "dead-2.ndjson").exists()  # nothing failed the second time
 
 
 # --- progress displays --------------------------------------------------------------------
 
 
-def make_report(done: int, rejected: int = 0, waits: int = 0) -> IngestReport:
+def make_report(done: int, rejected: int = 0, waits: int = 0, throttled: int = 0) -> IngestReport:
     report = IngestReport(
-        total=done, accepted=done - rejected, rejected_count=rejected, rate_limit_waits=waits
+        total=done,
+        accepted=done - rejected,
+        rejected_count=rejected,
+        rate_limit_waits=waits,
+        rate_limited=throttled,
     )
     report.rejected.extend(RejectedItem({}, i, {"_": ["bad"]}) for i in range(rejected))
     return report
+
+
+def test_report_lists_a_failed_batch_on_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    report = make_report(0)
+    report.failed.extend(FailedItem({}, i, "timeout") for i in range(10, 110))
+    report.failed.append(FailedItem({}, 110, "not sent"))
+    report.failed.extend(FailedItem({}, i, "timeout") for i in (200, 300))
+    report.total = report.failed_count = len(report.failed)
+    print_report("events", report, locate=lambda position: f"e.ndjson:{position + 2}", shown=3)
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "  e.ndjson:12 (and the 99 after it): failed: timeout",
+        "  e.ndjson:112: failed: not sent",
+        "  e.ndjson:202: failed: timeout",
+        "  ... and 1 more failed",
+    ]
 
 
 def test_plain_progress_prints_at_first_then_every_interval_and_at_close() -> None:
@@ -604,16 +985,16 @@ def test_plain_progress_prints_at_first_then_every_interval_and_at_close() -> No
     now[0] = 103.5
     progress.update(make_report(400, rejected=1, waits=3))
     now[0] = 104.0
-    progress.update(make_report(500, rejected=1, waits=3))
+    progress.update(make_report(500, rejected=1, waits=3, throttled=2))
     progress.close()
     progress.close()
     assert stream.getvalue().splitlines() == [
-        "events: 100/1000 items (10%), 100 items/s, 100 accepted, 0 rejected, 0 failed, "
-        "0 rate-limit waits",
-        "events: 400/1000 items (40%), 114 items/s, 399 accepted, 1 rejected, 0 failed, "
-        "3 rate-limit waits",
-        "events: 500/1000 items (50%), 125 items/s, 499 accepted, 1 rejected, 0 failed, "
-        "3 rate-limit waits",
+        "events: 100/1000 items (10%), 100 items/s, 100 accepted, 0 rejected, 0 failed; "
+        "requests: 0 paced, 0 answered 429",
+        "events: 400/1000 items (40%), 114 items/s, 399 accepted, 1 rejected, 0 failed; "
+        "requests: 3 paced, 0 answered 429",
+        "events: 500/1000 items (50%), 125 items/s, 499 accepted, 1 rejected, 0 failed; "
+        "requests: 3 paced, 2 answered 429",
     ]
 
 
@@ -624,7 +1005,7 @@ def test_tqdm_progress_shows_counts() -> None:
     progress.close()
     text = stream.getvalue()
     assert "contacts" in text and "4/10" in text
-    assert "ok=3 rejected=1 failed=0 waits=2" in text
+    assert "ok=3 rejected=1 failed=0 paced=2 429=0" in text
 
 
 def test_make_progress_picks_the_display() -> None:
@@ -715,15 +1096,81 @@ def test_serve_fake_prints_a_token_that_works(capsys: pytest.CaptureFixture[str]
         assert proc.finish() == 0
 
 
-def test_ctrl_c_lets_in_flight_batches_finish_and_prints_the_partial_report(
-    tmp_path: Path,
+def free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(("host", "shown"), [("127.0.0.1", "127.0.0.1"), ("::1", "[::1]")])
+def test_serve_fake_listens_on_the_host_and_port_it_is_given(
+    capsys: pytest.CaptureFixture[str], host: str, shown: str
 ) -> None:
-    fake = ThreadedFake()
-    fake.fake.latency = 0.2  # every request takes 0.2 s: the ingestion lasts ~5 s
+    port = free_port(host)
+    proc = Proc("serve-fake", "--host", host, "--port", str(port))
+    try:
+        url = proc.wait_for("out", r"listening on (\S+)").group(1)
+        assert url == f"http://{shown}:{port}/v1"
+        token = proc.wait_for("out", r"^product token: (\S+)").group(1)
+        proc.wait_for("out", "Ctrl-C")
+        code = main(["whoami", "--token", token, "--base-url", url, "--project", "proj_demo"])
+        assert code == EXIT_OK, capsys.readouterr()
+    finally:
+        proc.proc.send_signal(signal.SIGINT)
+        assert proc.finish() == 0
+
+
+def test_serve_fake_help_names_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(capsys, "serve-fake", "--help")
+    assert result.code == EXIT_OK
+    assert result.out.startswith("usage: instasent-async serve-fake ")
+    assert "python -m" not in result.out
+    # Every option says what it does, --batch-shape included.
+    assert re.search(r"--batch-shape \{documented,activepieces\}\s+the body of 202/422", result.out)
+
+
+def printed_commands(err: str) -> dict[str, str]:
+    """The commands the CLI printed, by the first words of the line that leads them."""
+    lines = err.splitlines()
+    found = {}
+    for lead, command in itertools.pairwise(lines):
+        if lead.startswith("to ") and lead.endswith(":") and command.startswith("  "):
+            found[" ".join(lead.split()[:2])] = command.strip()
+    return found
+
+
+def sent_ids(server: ThreadedFake, since: int = 0) -> list[str]:
+    """The _user_ids of every ingested item the fake received, from request ``since`` on."""
+    requests = server.call(lambda: server.fake.requests)[since:]
+    return [
+        item["_user_id"]
+        for r in requests
+        if r.method == "POST" and "/stream/" in r.path and isinstance(r.json, list)
+        for item in r.json
+    ]
+
+
+def run_printed(capsys: pytest.CaptureFixture[str], command: str) -> Run:
+    argv = shlex.split(command)
+    assert argv[0] == "instasent-async"
+    return run(capsys, *argv[1:], "--no-progress")
+
+
+def test_ctrl_c_lets_in_flight_batches_finish_and_prints_the_partial_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = ThreadedFake(rate_limit=None)
+    fake.fake.latency = 0.2  # every request takes 0.2 s: the ingestion lasts ~2.5 s
     fake.start()
     try:
-        path = write_ndjson(tmp_path / "c.ndjson", [{"_user_id": f"u{i}"} for i in range(20_000)])
+        path = write_ndjson(tmp_path / "c.ndjson", [{"_user_id": f"u{i}"} for i in range(5000)])
         dead = tmp_path / "dead.ndjson"
+        env = {
+            "INSTASENT_TOKEN": PRODUCT_TOKEN,
+            "INSTASENT_PROJECT": "proj_demo",
+            "INSTASENT_BASE_URL": fake.url,
+        }
         proc = Proc(
             "ingest",
             "contacts",
@@ -734,13 +1181,9 @@ def test_ctrl_c_lets_in_flight_batches_finish_and_prints_the_partial_report(
             str(dead),
             "--concurrency",
             "4",
-            env={
-                "INSTASENT_TOKEN": PRODUCT_TOKEN,
-                "INSTASENT_PROJECT": "proj_demo",
-                "INSTASENT_BASE_URL": fake.url,
-            },
+            env=env,
         )
-        proc.wait_for("err", r"^contacts: \d+/20000 items")  # the first batch is done
+        proc.wait_for("err", r"^contacts: \d+/5000 items")  # the first batch is done
         proc.proc.send_signal(signal.SIGINT)
         assert proc.finish() == EXIT_INTERRUPTED
         out, err = proc.text("out"), proc.text("err")
@@ -750,9 +1193,134 @@ def test_ctrl_c_lets_in_flight_batches_finish_and_prints_the_partial_report(
         # In-flight batches finished, so the report knows exactly what was stored.
         stored = len(fake.contacts())
         assert accepted == stored
-        assert 0 < stored < 20_000 and rejected == 0
+        assert 0 < stored < 5000 and rejected == 0
         assert total == accepted + failed and failed > 0
         assert len(dead.read_text().splitlines()) == failed
         assert PRODUCT_TOKEN not in out + err
+
+        # The last lines are the commands that finish the job; run them as printed.
+        commands = printed_commands(err)
+        consumed = int(re.findall(r"to resume after the first (\d+) records:", err)[0])
+        assert consumed == total
+        assert set(commands) == {"to resume", "to resend"}
+        assert f"--skip {consumed}" in commands["to resume"]
+        assert f"--resend {dead}" in commands["to resend"]
+        fake.call(lambda: setattr(fake.fake, "latency", 0.0))
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        before = len(fake.call(lambda: fake.fake.requests))
+        resumed = run_printed(capsys, commands["to resume"])
+        assert resumed.code == EXIT_OK, resumed.text
+        sent_by_resume = sent_ids(fake, before)
+        assert sorted(sent_by_resume) == sorted(f"u{i}" for i in range(consumed, 5000))
+        middle = len(fake.call(lambda: fake.fake.requests))
+        resent = run_printed(capsys, commands["to resend"])
+        assert resent.code == EXIT_OK, resent.text
+        assert len(sent_ids(fake, middle)) == failed  # exactly the dead letter's items
+        assert len(fake.contacts()) == 5000
     finally:
         fake.stop()
+
+
+def stored_user_ids(url: str) -> list[str]:
+    """Every contact the API at ``url`` holds, read through the SDK."""
+
+    async def scroll() -> list[str]:
+        everyone = {"version": "0.0.1", "root": {"type": "group", "join": "and", "children": []}}
+        async with Instasent(PRODUCT_TOKEN, project="proj_demo", base_url=url) as client:
+            return [c.user_id async for c in client.audience.scroll(everyone, page_size=100)]
+
+    return asyncio.run(scroll())
+
+
+def start_fake_process(port: int) -> tuple[Proc, str]:
+    """``serve-fake`` in its own process (so stopping it is a real "server gone")."""
+    fake = Proc(
+        "serve-fake",
+        "--port",
+        str(port),
+        "--product-token",
+        PRODUCT_TOKEN,
+        "--rate-limit",
+        "none",
+        "--latency",
+        "0.05",
+    )
+    url = fake.wait_for("out", r"listening on (\S+)").group(1)
+    fake.wait_for("out", "Ctrl-C")
+    return fake, url
+
+
+def test_a_run_stops_when_the_server_is_gone_and_resumes_exactly_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port("127.0.0.1")
+    fake, url = start_fake_process(port)
+    path = write_ndjson(tmp_path / "c.ndjson", [{"_user_id": f"u{i}"} for i in range(3000)])
+    dead = tmp_path / "dead.ndjson"
+    env = {"INSTASENT_TOKEN": PRODUCT_TOKEN, "INSTASENT_PROJECT": "proj_demo"}
+    try:
+        proc = Proc(
+            "ingest",
+            "contacts",
+            str(path),
+            "--datasource",
+            "ds_demo",
+            "--base-url",
+            url,
+            "--dead-letter",
+            str(dead),
+            "--concurrency",
+            "2",
+            "--unreachable-for",
+            "1",
+            env=env,
+        )
+        proc.wait_for("err", r"^contacts: \d+/3000 items")  # under way
+        fake.proc.kill()  # the server is gone, mid-run
+        gone = time.monotonic()
+        assert fake.finish() != 0
+        code = proc.finish()
+        stopped_after = time.monotonic() - gone
+        out, err = proc.text("out"), proc.text("err")
+        assert code == EXIT_API, out + err
+        assert f"cannot reach {url}: the API was unreachable for" in err
+        assert "--base-url" in err and "report.consumed" not in err
+        total, accepted, rejected, failed = report_counts(out, "contacts")
+        # It stopped reading: the items never read are not in the report.
+        assert total < 3000 and rejected == 0 and failed > 0
+        assert len(dead.read_text().splitlines()) == failed
+        # Within the configured time: one second unreachable, then the retries of the
+        # batches in flight (the default policy sleeps at most 0.5 + 1 + 2 s each).
+        retries = RetryPolicy()
+        chain = sum(
+            min(retries.backoff_max, retries.backoff_base * 2**i)
+            for i in range(retries.max_attempts - 1)
+        )
+        assert stopped_after < 1 + 2 * chain, stopped_after
+
+        commands = printed_commands(err)
+        consumed = int(re.findall(r"to resume after the first (\d+) records:", err)[0])
+        assert set(commands) == {"to resume", "to resend"}
+        assert "--unreachable-for 1" in commands["to resume"]
+        assert PRODUCT_TOKEN not in out + err
+        # A new server on the same address: resume sends exactly the records not yet
+        # consumed, the dead letter exactly the failed ones.
+        fake, url = start_fake_process(port)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        resumed = run_printed(capsys, commands["to resume"])
+        assert resumed.code == EXIT_OK, resumed.text
+        assert report_counts(resumed.out, "contacts") == (3000 - consumed,) * 2 + (0, 0)
+        assert sorted(stored_user_ids(url)) == sorted(f"u{i}" for i in range(consumed, 3000))
+        resent = run_printed(capsys, commands["to resend"])
+        assert resent.code == EXIT_OK, resent.text
+        assert report_counts(resent.out, "contacts") == (failed, failed, 0, 0)
+        resent_ids = set(stored_user_ids(url)) - {f"u{i}" for i in range(consumed, 3000)}
+        assert len(resent_ids) == failed
+        assert resent_ids | {f"u{i}" for i in range(accepted + failed)} == {
+            f"u{i}" for i in range(accepted + failed)
+        }
+    finally:
+        fake.proc.send_signal(signal.SIGINT)
+        fake.finish()

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import string
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from instasent_async._files import (
+from instasent_async.cli._files import (
     InputError,
+    LineMap,
     check_readable,
     detect_format,
+    is_dead_letter,
     read_csv,
     read_items,
     read_ndjson,
+    records,
     scan,
-    stop_at_first_error,
 )
 
 
@@ -139,7 +143,7 @@ def test_csv_reserved_and_custom_columns_and_empty_cells(tmp_path: Path) -> None
         'u1,a@example.com,pro,"[""vip"", ""beta""]"\r\n'
         "\r\n"
         "u2,,free,\r\n"
-        "u3\r\n",
+        "u3,,,\r\n",
     )
     assert list(read_csv(path)) == [
         {
@@ -199,6 +203,7 @@ def test_csv_only_a_header_yields_nothing(tmp_path: Path) -> None:
         ("\n\n_user_id, plan ,plan\n", 3, "duplicate column 'plan' in the header row"),
         ("", 1, "empty file: a CSV file needs a header row"),
         ("_user_id\nu1\nu2,x\n", 3, "2 cells but the header row has 1 columns"),
+        ("_user_id,plan,city\nu1,pro,Vigo\nu2,pro\n", 3, "2 cells but the header row has 3"),
         ('_user_id,_client_tags\nu1,"[vip"\n', 2, "column '_client_tags': invalid JSON"),
         (
             '_user_id,_event_parameters\nu1,"[1]"\n',
@@ -257,11 +262,138 @@ def test_scan_of_a_good_file(tmp_path: Path) -> None:
     assert result.ok and result.items == 2 and result.errors == []
 
 
-def test_stop_at_first_error_records_the_error_and_ends_cleanly(tmp_path: Path) -> None:
-    path = write(tmp_path, "c.ndjson", '{"a": 1}\n{"a": 2}\n[3]\n{"a": 4}\n')
-    sink: list[InputError] = []
-    assert list(stop_at_first_error(read_ndjson(path), sink)) == [{"a": 1}, {"a": 2}]
-    assert [e.line for e in sink] == [3]
+def test_records_pair_each_item_with_its_line_and_go_on_past_a_bad_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.ndjson", '{"a": 1}\n\n{"a": 2}\n[3]\n{"a": 4}\n')
+    found = list(records(path, "ndjson"))
+    assert [line for line, _ in found] == [1, 3, 4, 5]
+    assert [value for _, value in found if not isinstance(value, InputError)] == [
+        {"a": 1},
+        {"a": 2},
+        {"a": 4},
+    ]
+    assert str(found[2][1]) == f"{path}:4: expected a JSON object, got an array"
+
+
+# --- compressed files and stdin -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("a.ndjson.gz", "ndjson"), ("a.jsonl.GZ", "ndjson"), ("a.csv.gz", "csv"), ("-", "ndjson")],
+)
+def test_format_looks_through_gz_and_stdin_is_ndjson(name: str, expected: str) -> None:
+    assert detect_format(name) == expected
+    assert detect_format("-", "csv") == "csv"
+
+
+def test_a_gz_unknown_inside_still_needs_format() -> None:
+    with pytest.raises(InputError, match=r"\.gz"):
+        detect_format("data.txt.gz")
+
+
+def test_gzip_files_are_read_whatever_their_name(tmp_path: Path) -> None:
+    ndjson = tmp_path / "c.ndjson.gz"
+    ndjson.write_bytes(gzip.compress(b'{"_user_id": "u1"}\n\n{"_user_id": "u2"}\n'))
+    assert list(read_ndjson(ndjson)) == [{"_user_id": "u1"}, {"_user_id": "u2"}]
+    # Recognised by its first bytes, not its name.
+    csv_file = tmp_path / "contacts.csv"
+    csv_file.write_bytes(gzip.compress(b"_user_id,plan\nu1,pro\nu2\n"))
+    found = list(records(csv_file, "csv"))
+    assert found[0] == (2, {"_user_id": "u1", "plan": "pro"})
+    assert str(found[1][1]) == f"{csv_file}:3: 1 cells but the header row has 2 columns"
+    assert scan(csv_file, "csv").items == 1
+
+
+def test_a_truncated_or_corrupt_gzip_file_is_a_read_error_with_its_line(tmp_path: Path) -> None:
+    whole = gzip.compress(b"".join(b'{"_user_id": "u%d"}\n' % i for i in range(2000)))
+    truncated = write(tmp_path, "t.ndjson.gz", whole[: len(whole) // 2])
+    result = scan(truncated, "ndjson")
+    assert result.fatal and result.bad == 1
+    assert 0 < result.items < 2000
+    assert str(result.errors[0]) == (
+        f"{truncated}:{result.items + 1}: read error: the compressed file is truncated"
+    )
+    corrupt = write(tmp_path, "c.ndjson.gz", whole[:10] + b"\x00" * 40)
+    error = error_of(corrupt, "ndjson")
+    assert error.fatal and "read error" in str(error)
+
+
+def test_stdin_is_read_as_dash_plain_or_compressed(monkeypatch: pytest.MonkeyPatch) -> None:
+    for data in (b'{"a": 1}\n{"a": 2}\n', gzip.compress(b'{"a": 1}\n{"a": 2}\n')):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+        assert list(read_items("-", "ndjson")) == [{"a": 1}, {"a": 2}]
+        assert not sys.stdin.closed
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"{oops\n")))
+    assert str(error_of(Path("-"), "ndjson")).startswith("<stdin>:1: invalid JSON")
+    check_readable("-")  # nothing to check: never raises
+
+
+# --- dead-letter files --------------------------------------------------------------------
+
+DEAD_LINES = [
+    {
+        "position": 3,
+        "line": 5,
+        "status": 422,
+        "errors": {"_email": ["bad"]},
+        "reason": None,
+        "item": {"_user_id": "u3", "_email": "x"},
+    },
+    {
+        "position": 9,
+        "line": None,
+        "status": None,
+        "errors": None,
+        "reason": "timeout",
+        "item": {"_user_id": "u9"},
+    },
+]
+
+
+def test_a_dead_letter_file_is_recognised_and_its_items_are_read(tmp_path: Path) -> None:
+    dead = write(tmp_path, "dead.ndjson", "\n" + "".join(json.dumps(d) + "\n" for d in DEAD_LINES))
+    assert is_dead_letter(dead)
+    assert list(records(dead, "dead-letter")) == [
+        (2, {"_user_id": "u3", "_email": "x"}),
+        (3, {"_user_id": "u9"}),
+    ]
+    plain = write(tmp_path, "c.ndjson", '{"_user_id": "u1", "position": 1}\n')
+    assert not is_dead_letter(plain)
+    look_alike = {"_user_id": "u1", "position": 2, "status": "vip", "item": {"sku": "A"}}
+    assert not is_dead_letter(write(tmp_path, "l.ndjson", json.dumps(look_alike) + "\n"))
+    assert not is_dead_letter(write(tmp_path, "empty.ndjson", ""))
+    assert not is_dead_letter("-")
+
+
+def test_a_line_that_is_not_a_dead_letter_line_is_named(tmp_path: Path) -> None:
+    dead = write(tmp_path, "dead.ndjson", json.dumps(DEAD_LINES[0]) + '\n{"_user_id": "u1"}\n')
+    error = error_of(dead, "dead-letter")
+    assert error.line == 2 and "not a dead-letter line" in str(error)
+
+
+# --- line map -----------------------------------------------------------------------------
+
+
+@given(gaps=st.lists(st.integers(1, 4), max_size=60))
+def test_line_map_gives_the_line_of_every_position(gaps: list[int]) -> None:
+    lines, line = [], 0
+    for gap in gaps:
+        line += gap
+        lines.append(line)
+    line_map = LineMap()
+    for number in lines:
+        line_map.append(number)
+    assert len(line_map) == len(lines)
+    assert [line_map(i) for i in range(len(lines))] == lines
+    assert line_map(-1) is None and line_map(len(lines)) is None
+
+
+def test_line_map_of_plain_lines_stores_one_run() -> None:
+    line_map = LineMap()
+    for number in range(1, 100_001):
+        line_map.append(number)
+    assert line_map(99_999) == 100_000
+    assert line_map._starts == [0]  # one run: memory does not grow with the file
 
 
 # --- round trips --------------------------------------------------------------------------
