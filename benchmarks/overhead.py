@@ -1,6 +1,9 @@
 """Per-request overhead of the SDK against raw aiohttp.
 
-Runs the benchmark server (``_server.py``) in a separate process and measures, in
+The measured calls use the public API only; ``--breakdown``'s governor rows use one
+internal hook (the governor core: ``parse_answer`` and its buckets' last ``Date``).
+Runs the benchmark server (``_server.py``) in a
+separate process and measures, in
 the same run and against the same URLs, a careful raw aiohttp client (one
 ``ClientSession``, ``session.get(url, headers=auth)``, ``await resp.read()``,
 ``orjson.loads``) and ``client.audience.get_by_user_id`` with the SDK's defaults
@@ -40,11 +43,8 @@ from _server import CONTACT, CONTACT_BODY, Server, _Clock, serve
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from instasent_async import Instasent
-from instasent_async._convert import structure
 from instasent_async._core.headers import parse_answer
-from instasent_async._endpoints import OPERATIONS
 from instasent_async.models import Contact
-from instasent_async.resources._base import entity_of
 
 TOKEN = "bench-token-0123456789"
 # The raw client's own token (same length): the server keeps one rate-limit window
@@ -112,7 +112,7 @@ class Contenders:
         assert contact.date_updated is not None and contact.date_updated.tzinfo is not None
 
     def governor_waits(self) -> int:
-        governor = self.client._transport.governor
+        governor = self.client.governor
         return governor.waits if governor is not None else 0
 
     async def close(self) -> None:
@@ -210,6 +210,17 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     )
 
 
+class _StubContent:
+    """The body stream of one answer: the whole body, then the end."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def readany(self) -> bytes:
+        body, self._body = self._body, b""
+        return body
+
+
 class _StubResponse:
     status = 200
 
@@ -217,8 +228,15 @@ class _StubResponse:
         self.headers = headers
         self._body = body
 
+    @property
+    def content(self) -> _StubContent:
+        return _StubContent(self._body)
+
     async def read(self) -> bytes:
         return self._body
+
+    def release(self) -> None:
+        return None
 
     def close(self) -> None:
         return None
@@ -262,6 +280,7 @@ class _StubSession:
             name, value = line.split(": ", 1)
             headers[name] = value
         headers["Content-Type"] = "application/json"
+        headers["Content-Length"] = str(len(CONTACT_BODY))
         return _StubResponse(CIMultiDictProxy(headers), CONTACT_BODY)
 
     def request(self, method: str, url: Any, **kwargs: Any) -> _StubContext:
@@ -292,21 +311,13 @@ async def breakdown(args: argparse.Namespace) -> None:
     base_url = "http://127.0.0.1:9/v1"  # never contacted
     default = Instasent(TOKEN, project=PROJECT, base_url=base_url, session=stub)
     ungoverned = Instasent(TOKEN, project=PROJECT, base_url=base_url, session=stub, rate_limit=None)
-    operation = OPERATIONS["audience.get_by_user_id"]
-    path = f"/project/{PROJECT}/audience/user/{USER_IDS[1]}"
-    transport = default._transport
     uid = USER_IDS[1]
     full = await _cpu_per_call(lambda: default.audience.get_by_user_id(uid), n)
     no_gov = await _cpu_per_call(lambda: ungoverned.audience.get_by_user_id(uid), n)
-    transport_only = await _cpu_per_call(lambda: transport.request(operation, path), n)
-
-    async def convert() -> Contact:
-        return structure(entity_of(orjson.loads(CONTACT_BODY)), Contact)
 
     async def loads() -> Any:
         return orjson.loads(CONTACT_BODY)
 
-    conversion = await _cpu_per_call(convert, n)
     raw_loads = await _cpu_per_call(loads, n)
     answer_headers = stub._context.response.headers  # type: ignore[attr-defined]
 
@@ -325,18 +336,15 @@ async def breakdown(args: argparse.Namespace) -> None:
         return await default.audience.get_by_user_id(uid)
 
     without_fast_branch = await _cpu_per_call(general_branch, n)
-    governor = full - no_gov
-    waits = transport.governor.waits if transport.governor is not None else 0
+    waits = default.governor.waits
     await default.close()
     await ungoverned.close()
     rows = [
         ("get_by_user_id, all layers (stubbed network)", full),
-        ("  rate-limit governor (permit, one parse, release)", governor),
+        ("  rate-limit governor (permit, one parse, release)", full - no_gov),
         ("    of which parse_answer (one parse per answer)", parsing),
         ("    saved by the core's fast branch (same Date)", without_fast_branch - full),
-        ("  transport without the governor", transport_only - governor),
-        ("  resource layer (path, envelope, Response.json)", full - transport_only - conversion),
-        ("  orjson.loads + structure(Contact)", conversion),
+        ("  everything else: path, transport, reading the Contact", no_gov),
         ("  of which orjson.loads (raw aiohttp users pay it too)", raw_loads),
         ("SDK's own CPU beyond raw aiohttp + orjson", full - raw_loads),
     ]

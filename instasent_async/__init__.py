@@ -6,13 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 from ._client import Instasent
 from ._convert import from_dict, to_dict
+from ._core.retry import RetryPolicy
 from ._pagination import OffsetPager, ScrollIterator
 from ._ratelimit import BucketKey, BucketSnapshot, RateLimitEvent, RateLimitGovernor
-from ._retry import RetryPolicy
 from ._version import __version__
 from .errors import (
     AmbiguousOutcomeError,
     APIConnectionError,
+    APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
@@ -20,9 +21,12 @@ from .errors import (
     ConfigurationError,
     InstasentError,
     NotFoundError,
+    PaginationError,
     PermissionDeniedError,
     RateLimitError,
     RateLimitInfo,
+    RedirectError,
+    ResponseTooLargeError,
     ServerError,
     UnprocessableEntityError,
 )
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APIConnectionError",
+    "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
     "AmbiguousOutcomeError",
@@ -49,13 +54,16 @@ __all__ = [
     "InstasentError",
     "NotFoundError",
     "OffsetPager",
+    "PaginationError",
     "PermissionDeniedError",
     "RateLimitError",
     "RateLimitEvent",
     "RateLimitGovernor",
     "RateLimitInfo",
+    "RedirectError",
     "RedisBucketStore",
     "RejectedItem",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "ScrollIterator",
     "ServerError",

@@ -12,23 +12,25 @@ from typing import Any, Literal
 import aiohttp
 
 from . import _tracing
+from ._core.retry import RetryPolicy
 from ._errors import ConfigurationError
+from ._http.auth import Auth, TokenSource
+from ._http.options import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_USER_AGENT,
+    check_base_url,
+    check_max_response_bytes,
+    make_timeouts,
+)
+from ._http.pool import Pool
+from ._http.transport import Transport
 from ._ratelimit import (
     DEFAULT_MAX_WAIT,
     BucketSnapshot,
     RateLimitEvent,
     RateLimitGovernor,
     check_max_wait,
-)
-from ._retry import RetryPolicy
-from ._transport import (
-    DEFAULT_BASE_URL,
-    DEFAULT_USER_AGENT,
-    Pool,
-    TokenSource,
-    Transport,
-    check_base_url,
-    make_timeout,
 )
 from .resources.audience import AudienceResource
 from .resources.campaigns import AutomationsResource, CampaignsResource
@@ -76,6 +78,13 @@ class Instasent:
             ``https://api.instasent.com/v1``.
         timeout: seconds allowed for each wait on the server: connecting (at most
             10 s) and every read of the answer (or an ``aiohttp.ClientTimeout``).
+        attempt_timeout: seconds one attempt may take in all, from sending to the
+            last byte of the answer (default: twice ``timeout``). Waiting for a
+            free connection of the pool counts; waiting for ``max_concurrency``
+            or for a rate-limit permit does not.
+        max_response_bytes: the largest body read from an answer, counted after
+            decompression (default 8 MiB); a larger one raises
+            ``ResponseTooLargeError`` and drops the connection.
         max_connections: size of the connection pool.
         max_concurrency: a cap on requests in flight at once below the pool size
             (default: none beyond the pool). Requests beyond either limit queue;
@@ -86,6 +95,9 @@ class Instasent:
         session: a borrowed ``aiohttp.ClientSession`` (never closed by us).
         user_agent: replaces the default ``User-Agent``.
         trace_configs: aiohttp trace configs for the session we create.
+        trust_env: let the session we create read proxy settings
+            (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``) and ``.netrc`` from the
+            environment (aiohttp's ``trust_env``). Off by default.
         allow_insecure: allow plain ``http://`` to non-loopback hosts.
         on_event: called with every ``RateLimitEvent`` (waits, 429s, retries).
         max_wait: the longest a call waits for a rate-limit permit or a
@@ -106,6 +118,8 @@ class Instasent:
         *,
         base_url: str | None = None,
         timeout: float | aiohttp.ClientTimeout | None = 30.0,
+        attempt_timeout: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_connections: int = 100,
         max_concurrency: int | None = None,
         retry: RetryPolicy | None = None,
@@ -113,6 +127,7 @@ class Instasent:
         session: aiohttp.ClientSession | None = None,
         user_agent: str | None = None,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        trust_env: bool = False,
         allow_insecure: bool = False,
         on_event: Callable[[RateLimitEvent], None] | None = None,
         max_wait: float | None = DEFAULT_MAX_WAIT,
@@ -149,18 +164,28 @@ class Instasent:
         if governor is not None and on_event is not None:
             governor.add_listener(on_event)
         self._listener = on_event if governor is not None else None
-        pool = Pool(session=session, max_connections=max_connections, trace_configs=trace_configs)
         self._root = True
         self._options: dict[str, Any] = {
             "base_url": check_base_url(base_url, allow_insecure),
-            "timeout": make_timeout(timeout),
+            "timeouts": make_timeouts(timeout, attempt_timeout),
             "retry": retry if retry is not None else RetryPolicy(),
-            "user_agent": user_agent or DEFAULT_USER_AGENT,
+            "max_response_bytes": check_max_response_bytes(max_response_bytes),
             "max_wait": max_wait,
         }
+        self._user_agent = user_agent or DEFAULT_USER_AGENT
+        auth = Auth(token, self._user_agent)
+        pool = Pool(
+            session=session,
+            max_connections=max_connections,
+            trace_configs=trace_configs,
+            trust_env=trust_env,
+            # The root client's own headers and timeout are the session's defaults.
+            headers=auth.static.get_headers if auth.static is not None else None,
+            timeout=self._options["timeouts"].client,
+        )
         transport = Transport(
             pool=pool,
-            token=token,
+            auth=auth,
             governor=governor,
             semaphore=asyncio.Semaphore(max_concurrency) if max_concurrency is not None else None,
             **self._options,
@@ -221,6 +246,7 @@ class Instasent:
         token: TokenSource | None = None,
         project: str | None = _UNSET,
         timeout: float | aiohttp.ClientTimeout | None = _UNSET,
+        attempt_timeout: float | None = None,
         retry: RetryPolicy | None = None,
         user_agent: str | None = None,
         max_wait: float | None = _UNSET,
@@ -231,8 +257,11 @@ class Instasent:
         given are inherited (``max_wait=None`` means no bound, not "inherit").
         The sibling does not own the pool: close the root.
 
+        A new ``timeout`` brings a deadline derived from it, unless ``attempt_timeout``
+        is given here or was given to the root client.
+
         Raises:
-            ConfigurationError: an empty project, an empty token, a bad timeout or
+            ConfigurationError: an empty project, an invalid token, a bad timeout or
                 a bad ``max_wait``.
         """
         options = dict(self._options)
@@ -241,18 +270,21 @@ class Instasent:
                 options["max_wait"] = check_max_wait(max_wait)
             except ValueError as exc:
                 raise ConfigurationError(str(exc)) from None
-        if timeout is not _UNSET:
-            options["timeout"] = make_timeout(timeout)
+        if timeout is not _UNSET or attempt_timeout is not None:
+            inherited = options["timeouts"]
+            options["timeouts"] = make_timeouts(
+                inherited.timeout if timeout is _UNSET else timeout,
+                attempt_timeout if attempt_timeout is not None else inherited.attempt_timeout,
+            )
         if retry is not None:
             options["retry"] = retry
-        if user_agent is not None:
-            options["user_agent"] = user_agent
         if project is not _UNSET and project is not None and not project.strip():
             raise ConfigurationError("project must be a non-empty string (the project UID)")
         new_token = token if token is not None else self._token
+        agent = user_agent if user_agent is not None else self._user_agent
         transport = Transport(
             pool=self._transport.pool,
-            token=new_token,
+            auth=Auth(new_token, agent),
             governor=self._transport.governor,
             semaphore=self._transport.semaphore,
             **options,
@@ -261,6 +293,7 @@ class Instasent:
         sibling._root = False
         sibling._listener = None
         sibling._options = options
+        sibling._user_agent = agent
         sibling._init(transport, self._project_id if project is _UNSET else project, new_token)
         return sibling
 

@@ -7,13 +7,16 @@ server's message, the method and the path (never the query string or headers).
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import orjson
+from multidict import CIMultiDict
 
 __all__ = [
     "APIConnectionError",
+    "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
     "AmbiguousOutcomeError",
@@ -22,9 +25,12 @@ __all__ = [
     "ConfigurationError",
     "InstasentError",
     "NotFoundError",
+    "PaginationError",
     "PermissionDeniedError",
     "RateLimitError",
     "RateLimitInfo",
+    "RedirectError",
+    "ResponseTooLargeError",
     "ServerError",
     "UnprocessableEntityError",
     "error_from_response",
@@ -68,7 +74,45 @@ class APIConnectionError(InstasentError):
 
 
 class APITimeoutError(APIConnectionError):
-    """The request timed out (connect or read)."""
+    """The request timed out: connecting, a read, or the whole attempt (``attempt_timeout``)."""
+
+
+class ResponseTooLargeError(APIConnectionError):
+    """The answer's body was larger than ``max_response_bytes`` (counted decompressed).
+
+    The connection was dropped and the request is not retried. ``limit`` is the
+    limit in bytes.
+    """
+
+    def __init__(self, message: str, *, limit: int, method: str = "", path: str = "") -> None:
+        super().__init__(message, method=method, path=path)
+        self.limit = limit
+
+
+class APIResponseValidationError(InstasentError):
+    """A success status whose body does not have the operation's documented shape.
+
+    Raised instead of returning an empty or half-filled result (a list call
+    answered ``42``, a get answered ``{"entity": null}``, an HTML page...).
+    Attributes: ``status``, ``method``, ``path``, ``excerpt`` (the start of the
+    body as text) and ``message``.
+    """
+
+    def __init__(
+        self, message: str, *, status: int, excerpt: str, method: str = "", path: str = ""
+    ) -> None:
+        super().__init__(f"{message} ({status} {method} {path})")
+        self.message = message
+        self.status = status
+        self.excerpt = excerpt
+        self.method = method
+        self.path = path
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status}, method={self.method!r}, "
+            f"path={self.path!r}, message={self.message!r}, excerpt={self.excerpt!r})"
+        )
 
 
 class AmbiguousOutcomeError(InstasentError):
@@ -86,13 +130,33 @@ class AmbiguousOutcomeError(InstasentError):
         self.path = path
 
 
+_REQUEST_ID_HEADERS = ("X-Request-Id", "Request-Id", "X-Correlation-Id", "X-Amzn-RequestId")
+# Never shown in a repr, whatever a server echoes back.
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+
+
+class PaginationError(APIResponseValidationError):
+    """A scroll whose pages do not advance: the server sent back a cursor that was
+    already followed, or a page identical to the previous one.
+
+    Raised instead of iterating forever. ``cursor`` names the repeated cursor (or
+    the cursor that fetched the repeated page; ``None`` for the first page).
+    """
+
+    def __init__(self, message: str, *, cursor: str | None, path: str = "") -> None:
+        super().__init__(message, status=200, excerpt="", method="POST", path=path)
+        self.cursor = cursor
+
+
 class APIStatusError(InstasentError):
-    """The server answered with a non-success status code.
+    """The server answered with a status that is not a success of the operation.
 
     Attributes: ``status``, ``message`` (from the body), ``body`` (decoded JSON
     or raw text, or ``None`` when empty), ``rate_limit`` (``RateLimitInfo`` or
     ``None``), ``method`` and ``path`` (the path only: never the query or the
-    token).
+    token), ``headers`` (the answer's headers, case-insensitive), ``request_id`` (from a
+    request-id header, or ``None``), ``attempts`` (requests sent for this call)
+    and ``elapsed`` (seconds from the first attempt to this answer).
     """
 
     def __init__(
@@ -103,6 +167,10 @@ class APIStatusError(InstasentError):
         rate_limit: RateLimitInfo | None = None,
         method: str = "",
         path: str = "",
+        *,
+        headers: Mapping[str, str] | None = None,
+        attempts: int = 1,
+        elapsed: float = 0.0,
     ) -> None:
         super().__init__(
             f"{status} {message} ({method} {path})" if method else f"{status} {message}"
@@ -113,6 +181,32 @@ class APIStatusError(InstasentError):
         self.rate_limit = rate_limit
         self.method = method
         self.path = path
+        self.headers: CIMultiDict[str] = CIMultiDict(headers or ())
+        self.request_id = next(
+            (self.headers[h] for h in _REQUEST_ID_HEADERS if h in self.headers), None
+        )
+        self.attempts = attempts
+        self.elapsed = elapsed
+
+    def __repr__(self) -> str:
+        shown = {k: v for k, v in self.headers.items() if k.lower() not in _SECRET_HEADERS}
+        return (
+            f"{type(self).__name__}(status={self.status}, message={self.message!r}, "
+            f"method={self.method!r}, path={self.path!r}, request_id={self.request_id!r}, "
+            f"attempts={self.attempts}, elapsed={self.elapsed:.3f}, headers={shown!r})"
+        )
+
+
+class RedirectError(APIStatusError):
+    """3xx: the server answered with a redirect. Never followed, never a success.
+
+    ``location`` is the ``Location`` header, or ``None``.
+    """
+
+    @property
+    def location(self) -> str | None:
+        """Where the server wanted the request to go."""
+        return self.headers.get("Location")
 
 
 class BadRequestError(APIStatusError):
@@ -222,15 +316,30 @@ def error_from_response(
     path: str = "",
     rate_limit: RateLimitInfo | None = None,
     required_scope: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    attempts: int = 1,
+    elapsed: float = 0.0,
 ) -> APIStatusError:
     """Build the exception for a non-success response (the one mapping in the SDK)."""
     cls = _STATUS_CLASSES.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else APIStatusError
+        if 300 <= status < 400:
+            cls = RedirectError
     message = extract_message(body, _REASONS.get(status, f"HTTP {status}"))
     if cls is PermissionDeniedError and required_scope:
         message = f"{message} (this operation needs the {required_scope} scope)"
-    err = cls(status, message, body, rate_limit, method, path)
+    err = cls(
+        status,
+        message,
+        body,
+        rate_limit,
+        method,
+        path,
+        headers=headers,
+        attempts=attempts,
+        elapsed=elapsed,
+    )
     if isinstance(err, PermissionDeniedError):
         err.required_scope = required_scope
     elif isinstance(err, UnprocessableEntityError):

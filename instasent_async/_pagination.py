@@ -6,8 +6,11 @@ consumer that breaks out early leaves no request in flight and no connection hel
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
+
+from ._errors import PaginationError
 
 __all__ = ["OffsetPager", "ScrollIterator", "next_cursor"]
 
@@ -15,6 +18,11 @@ T = TypeVar("T")
 
 FetchScroll = Callable[[str | None, int], Awaitable[Any]]
 FetchOffset = Callable[[int, int | None], Awaitable[Any]]
+
+log = logging.getLogger("instasent_async.pagination")
+
+# Cursors remembered to catch a server that sends the scroll round in a circle.
+_MAX_SEEN_CURSORS: Final = 4096
 
 
 def next_cursor(payload: Any) -> str | None:
@@ -41,7 +49,9 @@ class ScrollIterator(Generic[T], AsyncIterator[T]):
     iterator.pages()`` yields whole pages. ``cursor`` is the cursor of the next
     page to fetch: persist it after finishing a page and pass it back as
     ``cursor=`` to resume later. The scroll ends on a null or missing cursor, an
-    empty page, or a cursor equal to the one just sent.
+    empty page, or a cursor equal to the one just sent. A server that sends back
+    a cursor already followed before, or a page identical to the previous one,
+    would make the scroll endless: ``PaginationError`` (naming the cursor) instead.
 
     A request is sent only from inside the iteration, so breaking out early
     leaves nothing in flight; a failed page leaves ``cursor`` where it was, so
@@ -55,7 +65,9 @@ class ScrollIterator(Generic[T], AsyncIterator[T]):
         "_done",
         "_extract",
         "_fetch",
+        "_last",
         "_page_size",
+        "_seen",
         "pages_fetched",
     )
 
@@ -75,6 +87,8 @@ class ScrollIterator(Generic[T], AsyncIterator[T]):
         self._cursor = cursor
         self._done = False
         self._buffer: list[Any] = []
+        self._last: list[Any] = []
+        self._seen: dict[str, None] = {}
         self.pages_fetched = 0
 
     @property
@@ -102,15 +116,31 @@ class ScrollIterator(Generic[T], AsyncIterator[T]):
     async def _next_page(self) -> list[Any] | None:
         if self._done:
             return None
-        payload = await self._fetch(self._cursor, self._page_size)
+        sent = self._cursor
+        payload = await self._fetch(sent, self._page_size)
         self.pages_fetched += 1
         items = self._extract(payload)
         cursor = next_cursor(payload)
-        if cursor is None or not items or cursor == self._cursor:
+        if items and items == self._last:
+            raise PaginationError(
+                f"the scroll page fetched with cursor {sent!r} repeats the previous page",
+                cursor=sent,
+            )
+        if cursor is None or not items or cursor == sent:
             self._done = True
             self._cursor = None
+        elif cursor in self._seen:
+            raise PaginationError(
+                f"the server sent back cursor {cursor!r}, which this scroll already followed",
+                cursor=cursor,
+            )
         else:
+            if sent is not None:
+                if len(self._seen) >= _MAX_SEEN_CURSORS:
+                    del self._seen[next(iter(self._seen))]
+                self._seen[sent] = None
             self._cursor = cursor
+        self._last = items
         return items
 
     async def __anext__(self) -> T:
@@ -140,7 +170,8 @@ class OffsetPager(Generic[T]):
 
     Pages with ``_start``/``_limit`` and holds one page in memory; iteration ends
     on a page shorter than the page size (or longer: a server that ignores
-    ``_limit`` sent everything at once). ``pages()`` yields whole pages. With
+    ``_limit`` sent everything at once), or on a page identical to the previous
+    one (a server that ignores ``_start``). ``pages()`` yields whole pages. With
     ``limit=None`` the list is fetched whole, in one request without paging.
     """
 
@@ -176,10 +207,15 @@ class OffsetPager(Generic[T]):
     async def pages(self) -> AsyncIterator[list[T]]:
         """Yield every page from ``start`` on, one request per page."""
         start, limit, convert = self._start, self._limit, self._convert
+        last: list[Any] = []
         while True:
             page = self._extract(await self._fetch(start, limit))
+            if page and page == last:
+                log.warning("page at _start=%d repeats the previous page: stopping", start)
+                return
             if page:
                 yield [convert(item) for item in page]
             if limit is None or len(page) != limit:
                 return
+            last = page
             start += limit

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar
 
-from ._endpoints import Operation
+from ._core.endpoints import Operation
 from ._version import __version__
 
 __all__ = ["inside", "refresh", "traced", "tracer"]

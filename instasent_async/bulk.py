@@ -53,7 +53,7 @@ from ._errors import (
     UnprocessableEntityError,
     decode_body,
 )
-from ._transport import RequestStats, Response
+from ._http.transport import RequestStats, Response
 from .models.ingest import FailedItem, IngestReport, RejectedItem
 
 __all__ = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._errors import (
     AmbiguousOutcomeError,
     APIConnectionError,
+    APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
@@ -12,15 +13,19 @@ from ._errors import (
     ConfigurationError,
     InstasentError,
     NotFoundError,
+    PaginationError,
     PermissionDeniedError,
     RateLimitError,
     RateLimitInfo,
+    RedirectError,
+    ResponseTooLargeError,
     ServerError,
     UnprocessableEntityError,
 )
 
 __all__ = [
     "APIConnectionError",
+    "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
     "AmbiguousOutcomeError",
@@ -29,9 +34,12 @@ __all__ = [
     "ConfigurationError",
     "InstasentError",
     "NotFoundError",
+    "PaginationError",
     "PermissionDeniedError",
     "RateLimitError",
     "RateLimitInfo",
+    "RedirectError",
+    "ResponseTooLargeError",
     "ServerError",
     "UnprocessableEntityError",
 ]

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._convert import structure
-from .._endpoints import Operation
-from .._errors import NotFoundError
+from .._convert import structurer
+from .._http.transport import Response
 from .._pagination import ScrollIterator
-from .._transport import RequestStats
 from ..models import AudienceEvent, Contact
-from ._base import Resource, delete_once, entities_of, entity_reader, op
+from ._base import Resource, delete_once, entity_reader, items_of, op, read_json, structure_or_raise
 
 __all__ = ["AudienceResource"]
 
@@ -43,7 +41,7 @@ class AudienceResource(Resource):
             NotFoundError: no such contact, or not visible to this token.
             ValueError: ``audience_id`` is empty.
         """
-        return _read_contact(await self._transport.request(_GET, self._one(_GET, audience_id)))
+        return await self._get(_read_contact, _GET, audience_id)
 
     async def get_by_user_id(self, user_id: str) -> Contact:
         """The contact by ``_user_id`` (or any other unique attribute: email, phone).
@@ -52,8 +50,7 @@ class AudienceResource(Resource):
             NotFoundError: no such contact, or not visible to this token.
             ValueError: ``user_id`` is empty.
         """
-        path = self._one(_GET_BY_USER, user_id)
-        return _read_contact(await self._transport.request(_GET_BY_USER, path))
+        return await self._get(_read_contact, _GET_BY_USER, user_id)
 
     async def search_by_phone(self, phone: str) -> list[Contact]:
         """Contacts with this phone number (normalised by the server; ``+`` is encoded).
@@ -64,7 +61,7 @@ class AudienceResource(Resource):
         cannot see, so a wrong project reads as "no match" too: check it once at
         start-up with ``await client.project.get()`` (which raises ``NotFoundError``).
         """
-        return await self._lookup(_BY_PHONE, phone)
+        return await self._collection(Contact, _BY_PHONE, phone, missing_is_empty=True)
 
     async def search_by_email(self, email: str) -> list[Contact]:
         """Contacts with this email address; an empty list when nothing matches.
@@ -72,14 +69,7 @@ class AudienceResource(Resource):
         A 404 counts as no match, as for ``search_by_phone`` (see there about a wrong
         project id).
         """
-        return await self._lookup(_BY_EMAIL, email)
-
-    async def _lookup(self, operation: Operation, value: str) -> list[Contact]:
-        try:
-            payload = (await self._call(operation, value)).json()
-        except NotFoundError:
-            return []
-        return [structure(item, Contact) for item in entities_of(payload)]
+        return await self._collection(Contact, _BY_EMAIL, email, missing_is_empty=True)
 
     async def search(
         self, query: Any = None, *, limit: int | None = None, offset: int | None = None
@@ -130,14 +120,11 @@ class AudienceResource(Resource):
             NotFoundError: no such contact.
             PermissionDeniedError: the token lacks PROJECT_AUDIENCE_DATA_EVENTS.
         """
-        payload = (await self._call(_EVENTS, audience_id)).json()
-        grouped = _grouped_events(payload)
-        items = entities_of(payload) if grouped is None else grouped
-        return [structure(item, AudienceEvent) for item in items]
+        return await self._get(_read_events, _EVENTS, audience_id)
 
     async def sms_subscribe(self, audience_id: str, *, sync: bool = False) -> None:
         """Subscribe the contact to SMS (queued unless ``sync=True``)."""
-        await self._stream(_SMS_SUB, {"audienceId": audience_id}, sync)
+        await self._write(_SMS_SUB, json=_subject(audience_id), params=_sync(sync))
 
     async def sms_unsubscribe(
         self,
@@ -151,11 +138,11 @@ class AudienceResource(Resource):
     ) -> None:
         """Unsubscribe the contact from SMS, with an optional reason and UTM fields."""
         body = _unsubscribe_body(audience_id, reason, utm_source, utm_medium, utm_campaign)
-        await self._stream(_SMS_UNSUB, body, sync)
+        await self._write(_SMS_UNSUB, json=body, params=_sync(sync))
 
     async def email_subscribe(self, audience_id: str, *, sync: bool = False) -> None:
         """Subscribe the contact to email (queued unless ``sync=True``)."""
-        await self._stream(_EMAIL_SUB, {"audienceId": audience_id}, sync)
+        await self._write(_EMAIL_SUB, json=_subject(audience_id), params=_sync(sync))
 
     async def email_unsubscribe(
         self,
@@ -169,7 +156,7 @@ class AudienceResource(Resource):
     ) -> None:
         """Unsubscribe the contact from email, with an optional reason and UTM fields."""
         body = _unsubscribe_body(audience_id, reason, utm_source, utm_medium, utm_campaign)
-        await self._stream(_EMAIL_UNSUB, body, sync)
+        await self._write(_EMAIL_UNSUB, json=body, params=_sync(sync))
 
     async def delete(self, audience_id: str, *, sync: bool = False) -> None:
         """Permanently delete the contact from the audience.
@@ -182,20 +169,34 @@ class AudienceResource(Resource):
             NotFoundError: no such contact (answered to the first attempt, or
                 after retries of attempts that were surely not carried out).
         """
-        body = {"audienceId": audience_id}
-        await delete_once(lambda stats: self._stream(_DELETE, body, sync, stats))
+        body, params = _subject(audience_id), _sync(sync)
+        await delete_once(lambda stats: self._write(_DELETE, json=body, params=params, stats=stats))
 
-    async def _stream(
-        self,
-        operation: Operation,
-        body: dict[str, Any],
-        sync: bool,
-        stats: RequestStats | None = None,
-    ) -> None:
-        audience_id = body["audienceId"]
-        if not isinstance(audience_id, str) or not audience_id.strip():
-            raise ValueError("audience_id must be a non-empty string")
-        await self._call(operation, json=body, params=_SYNC if sync else None, stats=stats)
+
+def _subject(audience_id: str) -> dict[str, Any]:
+    """The body naming the contact of a stream write.
+
+    Raises:
+        ValueError: ``audience_id`` is not a non-empty string.
+    """
+    if not isinstance(audience_id, str) or not audience_id.strip():
+        raise ValueError("audience_id must be a non-empty string")
+    return {"audienceId": audience_id}
+
+
+def _sync(sync: bool) -> str | None:
+    return _SYNC if sync else None
+
+
+_event_hook = structurer(AudienceEvent)
+
+
+def _read_events(response: Response) -> list[AudienceEvent]:
+    """A flat list of events, or events classified by type (flattened)."""
+    payload = read_json(response)
+    grouped = _grouped_events(payload)
+    items = items_of(response, payload) if grouped is None else grouped
+    return [structure_or_raise(_event_hook, item, AudienceEvent, response) for item in items]
 
 
 def _grouped_events(payload: Any) -> list[Any] | None:
@@ -222,7 +223,7 @@ def _unsubscribe_body(
     utm_medium: str | None,
     utm_campaign: str | None,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"audienceId": audience_id}
+    body = _subject(audience_id)
     for key, value in (
         ("reason", reason),
         ("utm-source", utm_source),

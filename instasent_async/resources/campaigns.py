@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .._pagination import OffsetPager
 from ..models import Automation, Campaign
-from ._base import MAX_LIST_PAGE, Resource, entity_reader, op
+from ._base import Resource, entity_reader, op
+from ._params import ListOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["AutomationsResource", "CampaignsResource"]
 
@@ -24,15 +27,7 @@ class CampaignsResource(Resource):
 
     __slots__ = ()
 
-    def list(
-        self,
-        *,
-        start: int = 0,
-        limit: int = MAX_LIST_PAGE,
-        sort: str | Sequence[str] | None = None,
-        q: Mapping[str, Any] | None = None,
-        filters: Mapping[str, Any] | None = None,
-    ) -> OffsetPager[Campaign]:
+    def list(self, **options: Unpack[ListOptions]) -> OffsetPager[Campaign]:
         """Campaigns: ``await`` for one page, ``async for`` for all.
 
         ``filters={"status": "sent"}`` is sent as ``status_eq=sent``; a list as
@@ -44,9 +39,7 @@ class CampaignsResource(Resource):
             PermissionDeniedError: (when awaited or iterated) the token lacks
                 PROJECT_CAMPAIGN_READ.
         """
-        return self._pager(
-            Campaign, _CAMPAIGNS, start=start, limit=limit, sort=sort, q=q, filters=filters
-        )
+        return self._list(Campaign, _CAMPAIGNS, options=options)
 
     async def get(self, campaign_id: str | int) -> Campaign:
         """One campaign.
@@ -55,8 +48,7 @@ class CampaignsResource(Resource):
             ValueError: ``campaign_id`` is empty.
             NotFoundError: no such campaign.
         """
-        path = self._one(_CAMPAIGN, campaign_id)
-        return _read_campaign(await self._transport.request(_CAMPAIGN, path))
+        return await self._get(_read_campaign, _CAMPAIGN, campaign_id)
 
 
 class AutomationsResource(Resource):
@@ -64,15 +56,7 @@ class AutomationsResource(Resource):
 
     __slots__ = ()
 
-    def list(
-        self,
-        *,
-        start: int = 0,
-        limit: int = MAX_LIST_PAGE,
-        sort: str | Sequence[str] | None = None,
-        q: Mapping[str, Any] | None = None,
-        filters: Mapping[str, Any] | None = None,
-    ) -> OffsetPager[Automation]:
+    def list(self, **options: Unpack[ListOptions]) -> OffsetPager[Automation]:
         """Automations: ``await`` for one page, ``async for`` for all.
 
         Raises:
@@ -81,9 +65,7 @@ class AutomationsResource(Resource):
             PermissionDeniedError: (when awaited or iterated) the token lacks
                 PROJECT_AUTOMATION_READ.
         """
-        return self._pager(
-            Automation, _AUTOMATIONS, start=start, limit=limit, sort=sort, q=q, filters=filters
-        )
+        return self._list(Automation, _AUTOMATIONS, options=options)
 
     async def get(self, automation_id: str | int) -> Automation:
         """One automation.
@@ -92,5 +74,4 @@ class AutomationsResource(Resource):
             ValueError: ``automation_id`` is empty.
             NotFoundError: no such automation.
         """
-        path = self._one(_AUTOMATION, automation_id)
-        return _read_automation(await self._transport.request(_AUTOMATION, path))
+        return await self._get(_read_automation, _AUTOMATION, automation_id)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._convert import structure
-from .._endpoints import Operation, encode_segment
-from .._transport import RequestStats, Response
+from .._core.endpoints import Operation, encode_segment
+from .._http.transport import RequestStats, Response
 from ..bulk import IngestOptions, SendBatch, Source, run_ingest
 from ..models import (
     AttributeSpec,
@@ -18,12 +17,12 @@ from ..models import (
     IngestReport,
     StreamInfo,
 )
-from ._base import Resource, delete_once, entities_of, entity_of, op
+from ._base import Resource, delete_once, entity_reader, op
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from .._transport import Transport
+    from .._http.transport import Transport
 
 __all__ = ["Datasource", "DatasourceContacts", "DatasourceEvents", "DatasourceSpecs"]
 
@@ -36,6 +35,10 @@ _CONTACT_GET = op("datasource.contacts.get")
 _CONTACT_UPSERT = op("datasource.contacts.upsert")
 _CONTACT_DELETE = op("datasource.contacts.delete")
 _EVENTS_ADD = op("datasource.events.add")
+_SPECS = ("specs",)
+_read_info = entity_reader(StreamInfo)
+_read_stats = entity_reader(DatasourceStats)
+_read_contact = entity_reader(Contact)
 
 
 def _flags(sync: bool, dry_run: bool) -> str | None:
@@ -52,6 +55,8 @@ class _DatasourcePart(Resource):
         super().__init__(transport, project)
         self._ds = datasource
         self._ds_enc = encode_segment(datasource, "datasource")
+        self._scope = datasource
+        self._lead = (datasource,)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} project={self._project!r} datasource={self._ds!r}>"
@@ -61,25 +66,6 @@ class _DatasourcePart(Resource):
         """The datasource id (``dsapi`` = the project's first API datasource)."""
         return self._ds
 
-    async def _ds_call(
-        self,
-        operation: Operation,
-        *segments: object,
-        params: str | None = None,
-        body: bytes | None = None,
-        idempotent: bool | None = None,
-        stats: RequestStats | None = None,
-    ) -> Response:
-        return await self._transport.request(
-            operation,
-            self._path(operation, self._ds, *segments),
-            scope=self._ds,
-            params=params,
-            body=body,
-            idempotent=idempotent,
-            stats=stats,
-        )
-
     def _sender(self, operation: Operation, params: str | None) -> SendBatch:
         """The engine's ``send``: one batch request (the path is rendered once, here).
 
@@ -87,19 +73,12 @@ class _DatasourcePart(Resource):
             ConfigurationError: the client has no project (before anything is read).
         """
         path = operation.render(self._p(), self._ds_enc)
-        request = self._transport.request
-        scope = self._ds
+        send_once = self._send
 
         def send(*, body: bytes, idempotent: bool, stats: RequestStats) -> Awaitable[Response]:
             # A plain function: the engine awaits the transport's coroutine itself.
-            return request(
-                operation,
-                path,
-                scope=scope,
-                params=params,
-                body=body,
-                idempotent=idempotent,
-                stats=stats,
+            return send_once(
+                operation, path, params=params, body=body, idempotent=idempotent, stats=stats
             )
 
         return send
@@ -112,13 +91,11 @@ class DatasourceSpecs(_DatasourcePart):
 
     async def attributes(self) -> list[AttributeSpec]:
         """The attribute specs this datasource accepts."""
-        payload = (await self._ds_call(_SPEC_ATTRS)).json()
-        return [structure(i, AttributeSpec) for i in entities_of(payload, "specs")]
+        return await self._collection(AttributeSpec, _SPEC_ATTRS, keys=_SPECS)
 
     async def events(self) -> list[EventTypeSpec]:
         """The event types this datasource accepts."""
-        payload = (await self._ds_call(_SPEC_EVENTS)).json()
-        return [structure(i, EventTypeSpec) for i in entities_of(payload, "specs")]
+        return await self._collection(EventTypeSpec, _SPEC_EVENTS, keys=_SPECS)
 
     async def event_parameters(self, event_type: str) -> list[EventParameterSpec]:
         """The parameter specs of one event type.
@@ -126,8 +103,7 @@ class DatasourceSpecs(_DatasourcePart):
         Raises:
             ValueError: ``event_type`` is empty.
         """
-        payload = (await self._ds_call(_SPEC_PARAMS, event_type)).json()
-        return [structure(i, EventParameterSpec) for i in entities_of(payload, "specs")]
+        return await self._collection(EventParameterSpec, _SPEC_PARAMS, event_type, keys=_SPECS)
 
 
 class DatasourceContacts(_DatasourcePart):
@@ -215,9 +191,7 @@ class DatasourceContacts(_DatasourcePart):
         Raises:
             NotFoundError: no such contact in this datasource.
         """
-        payload = (await self._ds_call(_CONTACT_GET, user_id)).json()
-        result: Contact = structure(entity_of(payload), Contact)
-        return result
+        return await self._get(_read_contact, _CONTACT_GET, user_id)
 
     async def delete(self, user_id: str) -> None:
         """Permanently delete the contact from the datasource and the audience.
@@ -228,7 +202,7 @@ class DatasourceContacts(_DatasourcePart):
         Raises:
             NotFoundError: no such contact in this datasource.
         """
-        await delete_once(lambda stats: self._ds_call(_CONTACT_DELETE, user_id, stats=stats))
+        await delete_once(lambda stats: self._write(_CONTACT_DELETE, user_id, stats=stats))
 
 
 class DatasourceEvents(_DatasourcePart):
@@ -314,12 +288,8 @@ class Datasource(_DatasourcePart):
             AuthenticationError: bad token. NotFoundError: unknown datasource, or a
             datasource token used for another datasource.
         """
-        payload = (await self._ds_call(_INFO)).json()
-        result: StreamInfo = structure(entity_of(payload), StreamInfo)
-        return result
+        return await self._get(_read_info, _INFO)
 
     async def stats(self) -> DatasourceStats:
         """The datasource's statistics (shape not documented: kept as a dict)."""
-        payload = (await self._ds_call(_STATS)).json()
-        result: DatasourceStats = structure(entity_of(payload), DatasourceStats)
-        return result
+        return await self._get(_read_stats, _STATS)

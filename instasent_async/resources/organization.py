@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from .._convert import structure
+from typing import Any
+
+from .._convert import structurer
+from .._http.transport import Response
 from ..models import AttributeSpec, EventParameterSpec, EventTypeSpec, Organization, Project
-from ._base import Resource, entities_of, entity_of, entity_reader, op
+from ._base import Resource, entity_reader, op, read_json, structure_or_raise
 
 __all__ = ["OrganizationResource", "ProjectResource", "SpecsResource"]
 
@@ -13,7 +16,21 @@ _PROJECT = op("project.get")
 _SPEC_ATTRS = op("specs.attributes")
 _SPEC_EVENTS = op("specs.events")
 _SPEC_PARAMS = op("specs.event_parameters")
+_SPECS = ("specs",)
 _read_project = entity_reader(Project)
+_organization_hook = structurer(Organization)
+
+
+def _read_organization(response: Response) -> Organization:
+    """The organization: its own id and name at the top, else in a nested ``organization``."""
+    entity: Any = read_json(response)
+    if type(entity) is dict and "entity" in entity:
+        entity = entity["entity"]
+    if type(entity) is dict and type(entity.get("organization")) is dict:
+        nested = entity["organization"]
+        lifted = {k: nested[k] for k in ("id", "uid", "name") if k in nested and k not in entity}
+        entity = {**entity, **lifted}
+    return structure_or_raise(_organization_hook, entity, Organization, response)
 
 
 class OrganizationResource(Resource):
@@ -30,15 +47,7 @@ class OrganizationResource(Resource):
         Raises:
             AuthenticationError: the token is missing, malformed or revoked.
         """
-        entity = entity_of((await self._call(_ORG)).json())
-        if isinstance(entity, dict) and isinstance(entity.get("organization"), dict):
-            nested = entity["organization"]
-            lifted = {
-                k: nested[k] for k in ("id", "uid", "name") if k in nested and k not in entity
-            }
-            entity = {**entity, **lifted}
-        result: Organization = structure(entity, Organization)
-        return result
+        return await self._get(_read_organization, _ORG)
 
 
 class ProjectResource(Resource):
@@ -53,7 +62,7 @@ class ProjectResource(Resource):
             NotFoundError: the project does not exist or this token cannot see it.
             ConfigurationError: the client has no project.
         """
-        return _read_project(await self._transport.request(_PROJECT, self._path(_PROJECT)))
+        return await self._get(_read_project, _PROJECT)
 
 
 class SpecsResource(Resource):
@@ -63,13 +72,11 @@ class SpecsResource(Resource):
 
     async def attributes(self) -> list[AttributeSpec]:
         """Every attribute spec of the project (reserved ``_`` and custom)."""
-        payload = (await self._call(_SPEC_ATTRS)).json()
-        return [structure(item, AttributeSpec) for item in entities_of(payload, "specs")]
+        return await self._collection(AttributeSpec, _SPEC_ATTRS, keys=_SPECS)
 
     async def events(self) -> list[EventTypeSpec]:
         """Every event type of the project."""
-        payload = (await self._call(_SPEC_EVENTS)).json()
-        return [structure(item, EventTypeSpec) for item in entities_of(payload, "specs")]
+        return await self._collection(EventTypeSpec, _SPEC_EVENTS, keys=_SPECS)
 
     async def event_parameters(self, event_type: str) -> list[EventParameterSpec]:
         """The parameter specs of one event type.
@@ -78,5 +85,4 @@ class SpecsResource(Resource):
             ValueError: ``event_type`` is empty.
             NotFoundError: the event type is unknown.
         """
-        payload = (await self._call(_SPEC_PARAMS, event_type)).json()
-        return [structure(item, EventParameterSpec) for item in entities_of(payload, "specs")]
+        return await self._collection(EventParameterSpec, _SPEC_PARAMS, event_type, keys=_SPECS)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from .._convert import structure
 from .._pagination import OffsetPager, ScrollIterator
 from ..models import Contact, Segment
-from ._base import MAX_LIST_PAGE, Resource, entity_of, op
+from ._base import Resource, entity_reader, op
+from ._params import ListOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["SegmentsResource"]
 
@@ -16,6 +19,7 @@ _LIST = op("segments.list")
 _DYNAMIC = op("segments.dynamic")
 _GET = op("segments.get")
 _SCROLL = op("audience.segment_scroll")
+_read_segment = entity_reader(Segment)
 
 
 def _parameter(parameter: str | Sequence[str] | None) -> dict[str, str] | None:
@@ -32,33 +36,15 @@ class SegmentsResource(Resource):
 
     __slots__ = ()
 
-    def list(
-        self,
-        *,
-        start: int = 0,
-        limit: int = MAX_LIST_PAGE,
-        sort: str | Sequence[str] | None = None,
-        q: Mapping[str, Any] | None = None,
-        filters: Mapping[str, Any] | None = None,
-    ) -> OffsetPager[Segment]:
+    def list(self, **options: Unpack[ListOptions]) -> OffsetPager[Segment]:
         """Segments: ``await`` for one page, ``async for`` for all of them.
 
         Raises:
             ValueError: ``limit`` outside 1..100, negative ``start``, bad filters.
         """
-        return self._pager(
-            Segment, _LIST, start=start, limit=limit, sort=sort, q=q, filters=filters
-        )
+        return self._list(Segment, _LIST, options=options)
 
-    def dynamic(
-        self,
-        *,
-        start: int | None = None,
-        limit: int | None = None,
-        sort: str | Sequence[str] | None = None,
-        q: Mapping[str, Any] | None = None,
-        filters: Mapping[str, Any] | None = None,
-    ) -> OffsetPager[Segment]:
+    def dynamic(self, **options: Unpack[ListOptions]) -> OffsetPager[Segment]:
         """Dynamic segments that need no parameter.
 
         Fetched whole, without paging parameters, unless ``start`` or ``limit`` is
@@ -67,11 +53,7 @@ class SegmentsResource(Resource):
         Raises:
             ValueError: ``limit`` outside 1..100, negative ``start``, bad filters.
         """
-        if start is not None and limit is None:
-            limit = MAX_LIST_PAGE
-        return self._pager(
-            Segment, _DYNAMIC, start=start or 0, limit=limit, sort=sort, q=q, filters=filters
-        )
+        return self._list(Segment, _DYNAMIC, options=options, paged=False)
 
     async def get(self, uid: str, *, parameter: str | Sequence[str] | None = None) -> Segment:
         """One segment; ``parameter`` is the dynamic-segment value (``"a|b"`` or a list).
@@ -80,9 +62,7 @@ class SegmentsResource(Resource):
             ValueError: empty ``uid`` or ``parameter``.
             NotFoundError: no such segment.
         """
-        response = await self._call(_GET, uid, params=_parameter(parameter))
-        result: Segment = structure(entity_of(response.json()), Segment)
-        return result
+        return await self._get(_read_segment, _GET, uid, params=_parameter(parameter))
 
     def scroll(
         self,

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import logging
+from typing import TYPE_CHECKING
 
-from .._convert import structure
+from .._errors import APIResponseValidationError
+from .._http.transport import Response
 from .._pagination import OffsetPager
 from ..models import SmsMessage, SmsSender
-from ._base import MAX_LIST_PAGE, Resource, entity_of, entity_reader, op
+from ._base import Resource, entity_reader, op
+from ._params import ListOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["SmsResource"]
 
 MAX_UTM_TERM = 40
+
+log = logging.getLogger("instasent_async.resources")
 
 _SENDERS = op("sms.senders")
 _GET = op("sms.get")
@@ -46,15 +53,7 @@ class SmsResource(Resource):
 
     __slots__ = ()
 
-    def senders(
-        self,
-        *,
-        start: int = 0,
-        limit: int = MAX_LIST_PAGE,
-        sort: str | Sequence[str] | None = None,
-        q: Mapping[str, Any] | None = None,
-        filters: Mapping[str, Any] | None = None,
-    ) -> OffsetPager[SmsSender]:
+    def senders(self, **options: Unpack[ListOptions]) -> OffsetPager[SmsSender]:
         """The project's SMS senders (``await`` one page or ``async for`` all).
 
         The pseudo-sender id ``"default"`` (for ``send_direct``) is the project's
@@ -64,9 +63,7 @@ class SmsResource(Resource):
             ValueError: ``limit`` outside 1..100, negative ``start``, bad filters
                 (immediately, before any request).
         """
-        return self._pager(
-            SmsSender, _SENDERS, start=start, limit=limit, sort=sort, q=q, filters=filters
-        )
+        return self._list(SmsSender, _SENDERS, options=options)
 
     async def get(self, sms_id: str | int) -> SmsMessage:
         """One SMS message.
@@ -75,17 +72,12 @@ class SmsResource(Resource):
             ValueError: ``sms_id`` is empty.
             NotFoundError: no such SMS.
         """
-        return _read_sms(await self._transport.request(_GET, self._one(_GET, sms_id)))
+        return await self._get(_read_sms, _GET, sms_id)
 
     def list_by_audience(
         self,
         audience_id_or_phone: str,
-        *,
-        start: int = 0,
-        limit: int = MAX_LIST_PAGE,
-        sort: str | Sequence[str] | None = None,
-        q: Mapping[str, Any] | None = None,
-        filters: Mapping[str, Any] | None = None,
+        **options: Unpack[ListOptions],
     ) -> OffsetPager[SmsMessage]:
         """SMS sent to a contact (audience id, or phone with its international code).
 
@@ -95,26 +87,12 @@ class SmsResource(Resource):
             PermissionDeniedError: (when awaited or iterated) the token lacks
                 PROJECT_DIRECT_READ.
         """
-        return self._pager(
-            SmsMessage,
-            _BY_AUDIENCE,
-            audience_id_or_phone,
-            start=start,
-            limit=limit,
-            sort=sort,
-            q=q,
-            filters=filters,
-        )
+        return self._list(SmsMessage, _BY_AUDIENCE, audience_id_or_phone, options=options)
 
     def list_by_send(
         self,
         send_id: str | int,
-        *,
-        start: int = 0,
-        limit: int = MAX_LIST_PAGE,
-        sort: str | Sequence[str] | None = None,
-        q: Mapping[str, Any] | None = None,
-        filters: Mapping[str, Any] | None = None,
+        **options: Unpack[ListOptions],
     ) -> OffsetPager[SmsMessage]:
         """SMS of one send.
 
@@ -122,27 +100,13 @@ class SmsResource(Resource):
             ValueError: empty ``send_id`` or bad paging/filters (immediately).
             NotFoundError: (when awaited or iterated) no such send.
         """
-        return self._pager(
-            SmsMessage,
-            _BY_SEND,
-            send_id,
-            start=start,
-            limit=limit,
-            sort=sort,
-            q=q,
-            filters=filters,
-        )
+        return self._list(SmsMessage, _BY_SEND, send_id, options=options)
 
     def list_by_campaign(
         self,
         campaign_id: str | int,
         option_idx: int = 0,
-        *,
-        start: int = 0,
-        limit: int = MAX_LIST_PAGE,
-        sort: str | Sequence[str] | None = None,
-        q: Mapping[str, Any] | None = None,
-        filters: Mapping[str, Any] | None = None,
+        **options: Unpack[ListOptions],
     ) -> OffsetPager[SmsMessage]:
         """SMS of one campaign option (``option_idx`` is 0-based).
 
@@ -152,28 +116,13 @@ class SmsResource(Resource):
             NotFoundError: (when awaited or iterated) no such campaign.
         """
         _check_index(option_idx, "option_idx")
-        return self._pager(
-            SmsMessage,
-            _BY_CAMPAIGN,
-            campaign_id,
-            option_idx,
-            start=start,
-            limit=limit,
-            sort=sort,
-            q=q,
-            filters=filters,
-        )
+        return self._list(SmsMessage, _BY_CAMPAIGN, campaign_id, option_idx, options=options)
 
     def list_by_automation(
         self,
         automation_id: str | int,
         message_idx: int = 0,
-        *,
-        start: int = 0,
-        limit: int = MAX_LIST_PAGE,
-        sort: str | Sequence[str] | None = None,
-        q: Mapping[str, Any] | None = None,
-        filters: Mapping[str, Any] | None = None,
+        **options: Unpack[ListOptions],
     ) -> OffsetPager[SmsMessage]:
         """SMS of one automation message (``message_idx`` is 0-based).
 
@@ -183,27 +132,12 @@ class SmsResource(Resource):
             NotFoundError: (when awaited or iterated) no such automation.
         """
         _check_index(message_idx, "message_idx")
-        return self._pager(
-            SmsMessage,
-            _BY_AUTOMATION,
-            automation_id,
-            message_idx,
-            start=start,
-            limit=limit,
-            sort=sort,
-            q=q,
-            filters=filters,
-        )
+        return self._list(SmsMessage, _BY_AUTOMATION, automation_id, message_idx, options=options)
 
     def list_direct(
         self,
         utm_term: str | None = None,
-        *,
-        start: int = 0,
-        limit: int = MAX_LIST_PAGE,
-        sort: str | Sequence[str] | None = None,
-        q: Mapping[str, Any] | None = None,
-        filters: Mapping[str, Any] | None = None,
+        **options: Unpack[ListOptions],
     ) -> OffsetPager[SmsMessage]:
         """Direct SMS (not from a campaign or automation), optionally by tracking term.
 
@@ -213,19 +147,8 @@ class SmsResource(Resource):
         """
         _check_utm_term(utm_term)
         if utm_term is None:
-            return self._pager(
-                SmsMessage, _DIRECT, start=start, limit=limit, sort=sort, q=q, filters=filters
-            )
-        return self._pager(
-            SmsMessage,
-            _DIRECT_UTM,
-            utm_term,
-            start=start,
-            limit=limit,
-            sort=sort,
-            q=q,
-            filters=filters,
-        )
+            return self._list(SmsMessage, _DIRECT, options=options)
+        return self._list(SmsMessage, _DIRECT_UTM, utm_term, options=options)
 
     async def send_direct(
         self,
@@ -240,7 +163,9 @@ class SmsResource(Resource):
         Never retried once the request may have reached the server: if the
         outcome is unknown (connection dropped, timeout, 5xx) you get
         ``AmbiguousOutcomeError`` instead of a possible second SMS. Returns the
-        created message, or ``None`` if the server answered without a body.
+        created message, or ``None`` if the server answered without a body. A
+        success status means the SMS was sent even when the body cannot be read:
+        the message then has no fields and ``extra["raw_body"]`` holds the body.
 
         Raises:
             ValueError: empty ``to``/``text``/``sender``, or ``utm_term`` over 40
@@ -255,11 +180,21 @@ class SmsResource(Resource):
         _check_utm_term(utm_term)
         body = {"text": text, "allowUnicode": bool(allow_unicode)}
         if utm_term is None:
-            response = await self._call(_SEND, sender, to, json=body)
-        else:
-            response = await self._call(_SEND_UTM, sender, to, utm_term, json=body)
-        payload = response.json()
-        if payload is None:
-            return None
-        result: SmsMessage = structure(entity_of(payload), SmsMessage)
-        return result
+            return _read_sent(await self._write(_SEND, sender, to, json=body))
+        return _read_sent(await self._write(_SEND_UTM, sender, to, utm_term, json=body))
+
+
+def _read_sent(response: Response) -> SmsMessage | None:
+    """The message of a send answered with success: it was sent, whatever the body says.
+
+    An empty body is ``None``; a body that is not a message is kept as text in
+    ``extra["raw_body"]`` of an otherwise empty ``SmsMessage`` (never an error that
+    would invite sending it again).
+    """
+    if not response.body:
+        return None
+    try:
+        return _read_sms(response)
+    except APIResponseValidationError as exc:
+        log.warning("direct SMS sent (%d), but its answer is unreadable: %s", response.status, exc)
+        return SmsMessage(extra={"raw_body": response.body.decode("utf-8", "replace")})

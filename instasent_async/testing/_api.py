@@ -72,7 +72,7 @@ class ApiError(Exception):
 
 @attrs.frozen(slots=True)
 class Operation:
-    """One route's operation: its name (as in ``instasent_async._endpoints``), the level it
+    """One route's operation: its name (as in ``instasent_async._core.endpoints``), the level it
     lives at, the scope it needs, its rate class, its bucket endpoint and its handler."""
 
     name: str

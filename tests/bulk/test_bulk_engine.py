@@ -14,7 +14,7 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from instasent_async import errors
-from instasent_async._transport import RequestStats, Response
+from instasent_async._http.transport import RequestStats, Response
 from instasent_async.bulk import MISSING_EVENT_ID, report_of, run_ingest
 from instasent_async.models import Event
 

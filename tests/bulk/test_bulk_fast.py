@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from instasent_async._transport import RequestStats, Response
+from instasent_async._http.transport import RequestStats, Response
 from instasent_async.bulk import (
     MISSING_EVENT_ID,
     NON_FINITE,

@@ -17,7 +17,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from instasent_async import ConfigurationError, Event, Instasent, RetryPolicy
-from instasent_async._transport import RequestStats, Response
+from instasent_async._http.transport import RequestStats, Response
 from instasent_async.bulk import IngestOptions, run_ingest
 from instasent_async.testing import FakeInstasent
 

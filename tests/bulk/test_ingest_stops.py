@@ -24,7 +24,7 @@ from instasent_async import (
     RetryPolicy,
     bulk,
 )
-from instasent_async._transport import RequestStats, Response
+from instasent_async._http.transport import RequestStats, Response
 from instasent_async.bulk import run_ingest
 from instasent_async.testing import FakeInstasent
 

@@ -19,7 +19,7 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
-from instasent_async import Instasent
+from instasent_async import Instasent, RetryPolicy
 
 ORIGIN = "https://api.example.test"
 BASE = f"{ORIGIN}/v1"
@@ -120,3 +120,16 @@ def request_tests() -> dict[str, list[str]]:
                     if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                         covered.setdefault(arg.value, []).append(node.name)
     return covered
+
+
+@pytest.fixture
+async def scripted_client(scripted: Any) -> AsyncIterator[Instasent]:
+    """A client of the ``scripted`` server: no rate limiting, two attempts, no backoff."""
+    async with Instasent(
+        "tok-scripted-0123456789",
+        project="proj_demo",
+        base_url=scripted.url,
+        rate_limit=None,
+        retry=RetryPolicy(max_attempts=2, backoff_base=0, backoff_max=0),
+    ) as c:
+        yield c

@@ -252,7 +252,12 @@ async def test_waiting_for_a_free_connection_does_not_count_against_the_timeout(
 
     scripted.handler = slow
     async with Instasent(
-        TOKEN, project="proj_demo", base_url=scripted.url, max_connections=1, timeout=0.5
+        TOKEN,
+        project="proj_demo",
+        base_url=scripted.url,
+        max_connections=1,
+        timeout=0.5,
+        attempt_timeout=30,  # the whole attempt does count the wait: bounded apart
     ) as client:
         # Five requests through one connection take ~1 s in all: longer than the
         # timeout, but each waits for the server only 0.2 s.

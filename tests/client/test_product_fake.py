@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from instasent_async import Instasent
-from instasent_async._endpoints import OPERATIONS
+from instasent_async._core.endpoints import OPERATIONS
 from instasent_async._pagination import OffsetPager, ScrollIterator
 from instasent_async.errors import NotFoundError, PermissionDeniedError
 from instasent_async.query import AudienceQuery, EventQuery, Q

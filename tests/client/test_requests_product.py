@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from instasent_async import Instasent
-from instasent_async._endpoints import OPERATIONS
+from instasent_async._core.endpoints import OPERATIONS
 from instasent_async.errors import AmbiguousOutcomeError, NotFoundError
 from instasent_async.models import Contact, Event
 from instasent_async.query import AudienceQuery, EventQuery, Q

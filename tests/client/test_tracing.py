@@ -13,8 +13,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from instasent_async import Instasent, NotFoundError, RetryPolicy, _tracing
-from instasent_async._endpoints import OPERATIONS
-from instasent_async._transport import RequestStats
+from instasent_async._core.endpoints import OPERATIONS
+from instasent_async._http.transport import RequestStats
 from instasent_async.testing import FakeInstasent
 
 NO_WAIT = RetryPolicy(backoff_base=0.0, backoff_max=0.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from instasent_async._endpoints import OPERATIONS, encode_segment
+from instasent_async._core.endpoints import OPERATIONS, encode_segment
 
 
 @pytest.mark.parametrize(

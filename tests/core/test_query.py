@@ -14,9 +14,9 @@ from instasent_async.query import (
     EventQuery,
     Group,
     Q,
-    list_params,
     query_to_dict,
 )
+from instasent_async.resources._params import list_params
 
 # instasent-api.md 5.3
 AUDIENCE_REFERENCE = {

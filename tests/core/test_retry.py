@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from instasent_async._retry import RetryDecision, RetryPolicy
+from instasent_async._core.retry import RetryDecision, RetryPolicy
 
 
 def fixed(value: float) -> Callable[[], float]:

@@ -14,12 +14,15 @@ from typing import Literal
 
 import attrs
 
+from .status import Failure
+
 __all__ = ["Outcome", "RetryDecision", "RetryPolicy"]
 
-Outcome = int | Literal["not_sent", "maybe_sent"]
+Outcome = int | Failure
 """How an attempt ended: a status code, ``"not_sent"`` (the request never left:
-connection refused, DNS failure) or ``"maybe_sent"`` (it may have reached the
-server: connection reset or dropped, read timeout)."""
+connection refused, DNS failure), ``"maybe_sent"`` (it may have reached the
+server: connection reset or dropped, read timeout) or ``"fatal"`` (must not be
+repeated: a TLS failure, a body over the size limit)."""
 
 # Upper bound of the jitter added to a server-announced reset when nobody else waits.
 _RESET_JITTER_MAX = 1.0
@@ -144,6 +147,8 @@ class RetryPolicy:
             raise ValueError(f"attempt must be >= 1, got {attempt}")
         exhausted = attempt >= self.max_attempts
         if isinstance(outcome, bool) or not isinstance(outcome, int):
+            if outcome == "fatal":
+                return _RAISE
             if outcome == "not_sent":
                 # Nothing reached the server: safe to repeat for any operation.
                 if exhausted:
