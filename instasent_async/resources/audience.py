@@ -76,7 +76,7 @@ class AudienceResource(Resource):
     ) -> list[Contact]:
         """Contacts matching an audience query filter: at most 50, no paging.
 
-        ``query`` is the wire-format dict (instasent-api.md 5.3), an
+        ``query`` is the wire-format dict (the audience query filter), an
         ``AudienceQuery``/condition from ``instasent_async.query``, or ``None``
         (every contact). ``limit``/``offset`` default to the query's own, the
         limit then to 50. Use ``scroll`` to read more than 50.

@@ -31,7 +31,7 @@ class CampaignsResource(Resource):
         """Campaigns: ``await`` for one page, ``async for`` for all.
 
         ``filters={"status": "sent"}`` is sent as ``status_eq=sent``; a list as
-        ``status_in``; keys with an operator suffix as given (instasent-api.md 5.2).
+        ``status_in``; keys with an operator suffix as given (the API's generic query filter).
 
         Raises:
             ValueError: ``limit`` outside 1..100, negative ``start``, bad filters

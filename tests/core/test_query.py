@@ -18,7 +18,7 @@ from instasent_async.query import (
 )
 from instasent_async.resources._params import list_params
 
-# instasent-api.md 5.3
+# the audience query filter's example
 AUDIENCE_REFERENCE = {
     "version": "0.0.1",
     "root": {
