@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._client import Instasent
+from ._convert import from_dict, to_dict
 from ._core.retry import RetryPolicy
+from ._pagination import OffsetPager, ScrollIterator
 from ._ratelimit import BucketKey, BucketSnapshot, RateLimitEvent, RateLimitGovernor
 from ._version import __version__
 from .errors import (
@@ -51,6 +53,7 @@ __all__ = [
     "Instasent",
     "InstasentError",
     "NotFoundError",
+    "OffsetPager",
     "PaginationError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -62,9 +65,12 @@ __all__ = [
     "RejectedItem",
     "ResponseTooLargeError",
     "RetryPolicy",
+    "ScrollIterator",
     "ServerError",
     "UnprocessableEntityError",
     "__version__",
+    "from_dict",
+    "to_dict",
 ]
 
 

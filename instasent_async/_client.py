@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from types import TracebackType
@@ -10,6 +11,7 @@ from typing import Any, Literal
 
 import aiohttp
 
+from . import _tracing
 from ._core.retry import RetryPolicy
 from ._errors import ConfigurationError
 from ._http.auth import Auth, TokenSource
@@ -42,6 +44,16 @@ __all__ = ["Instasent"]
 
 _UNSET: Any = object()
 
+TOKEN_ENV = "INSTASENT_TOKEN"
+PROJECT_ENV = "INSTASENT_PROJECT"
+BASE_URL_ENV = "INSTASENT_BASE_URL"
+
+
+def _from_env(name: str) -> str | None:
+    """An environment default: the variable's value, or ``None`` when unset or blank."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
 
 class Instasent:
     """Async client for the Instasent Product API and its Ingest subset.
@@ -57,10 +69,13 @@ class Instasent:
     401, so tokens rotate without a restart).
 
     Args:
-        token: bearer token (Product or Datasource token) or async token provider.
-        project: project UID used by project-level operations.
+        token: bearer token (Product or Datasource token) or async token provider;
+            omitted: ``INSTASENT_TOKEN``.
+        project: project UID used by project-level operations; omitted:
+            ``INSTASENT_PROJECT`` (if set).
         base_url: API root; plain ``http://`` only for loopback hosts unless
-            ``allow_insecure=True``.
+            ``allow_insecure=True``; omitted: ``INSTASENT_BASE_URL``, else
+            ``https://api.instasent.com/v1``.
         timeout: seconds allowed for each wait on the server: connecting (at most
             10 s) and every read of the answer (or an ``aiohttp.ClientTimeout``).
         attempt_timeout: seconds one attempt may take in all, from sending to the
@@ -89,16 +104,19 @@ class Instasent:
             server-announced retry, in seconds; beyond it ``RateLimitError``
             (with ``reset_at``) is raised at once. ``None``: no bound.
 
+    Explicit arguments always win over the environment.
+
     Raises:
-        ConfigurationError: an invalid option (empty token, insecure URL, ...).
+        ConfigurationError: an invalid option (empty token, insecure URL, ...), or
+            no token given and ``INSTASENT_TOKEN`` unset.
     """
 
     def __init__(
         self,
-        token: TokenSource,
+        token: TokenSource | None = None,
         project: str | None = None,
         *,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         timeout: float | aiohttp.ClientTimeout | None = 30.0,
         attempt_timeout: float | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
@@ -114,6 +132,16 @@ class Instasent:
         on_event: Callable[[RateLimitEvent], None] | None = None,
         max_wait: float | None = DEFAULT_MAX_WAIT,
     ) -> None:
+        if token is None:
+            token = _from_env(TOKEN_ENV)
+            if token is None:
+                raise ConfigurationError(
+                    f"no token: pass Instasent(token) or set the {TOKEN_ENV} environment variable"
+                )
+        if project is None:
+            project = _from_env(PROJECT_ENV)
+        if base_url is None:
+            base_url = _from_env(BASE_URL_ENV) or DEFAULT_BASE_URL
         try:
             max_wait = check_max_wait(max_wait)
         except ValueError as exc:
@@ -132,6 +160,7 @@ class Instasent:
             raise ConfigurationError(
                 f"rate_limit must be 'auto', None or a RateLimitGovernor, got {rate_limit!r}"
             )
+        _tracing.refresh()  # spans when an OpenTelemetry tracer provider is configured
         if governor is not None and on_event is not None:
             governor.add_listener(on_event)
         self._listener = on_event if governor is not None else None

@@ -17,7 +17,7 @@ __all__ = ["OffsetPager", "ScrollIterator", "next_cursor"]
 T = TypeVar("T")
 
 FetchScroll = Callable[[str | None, int], Awaitable[Any]]
-FetchOffset = Callable[[int, int], Awaitable[Any]]
+FetchOffset = Callable[[int, int | None], Awaitable[Any]]
 
 log = logging.getLogger("instasent_async.pagination")
 
@@ -171,7 +171,8 @@ class OffsetPager(Generic[T]):
     Pages with ``_start``/``_limit`` and holds one page in memory; iteration ends
     on a page shorter than the page size (or longer: a server that ignores
     ``_limit`` sent everything at once), or on a page identical to the previous
-    one (a server that ignores ``_start``). ``pages()`` yields whole pages.
+    one (a server that ignores ``_start``). ``pages()`` yields whole pages. With
+    ``limit=None`` the list is fetched whole, in one request without paging.
     """
 
     __slots__ = ("_convert", "_extract", "_fetch", "_limit", "_start")
@@ -183,7 +184,7 @@ class OffsetPager(Generic[T]):
         convert: Callable[[Any], T],
         *,
         start: int,
-        limit: int,
+        limit: int | None,
     ) -> None:
         self._fetch = fetch
         self._extract = extract
@@ -214,7 +215,7 @@ class OffsetPager(Generic[T]):
                 return
             if page:
                 yield [convert(item) for item in page]
-            if len(page) != limit:
+            if limit is None or len(page) != limit:
                 return
             last = page
             start += limit

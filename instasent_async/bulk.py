@@ -64,6 +64,7 @@ __all__ = [
     "ProgressCallback",
     "SendBatch",
     "Source",
+    "report_of",
     "run_ingest",
 ]
 
@@ -813,6 +814,20 @@ def _check_options(
         raise TypeError(
             f"source must be an iterable or async iterable of items, got {type(source).__name__}"
         )
+
+
+def report_of(exc: BaseException) -> IngestReport | None:
+    """The partial report a stopped ingestion attached to ``exc``, or ``None``.
+
+    That is ``exc.report``; but on Python 3.10, awaiting a task that was cancelled
+    raises a new ``CancelledError`` whose ``__context__`` is the one the engine raised
+    with the report, so that one is read too.
+    """
+    for candidate in (exc, exc.__context__):
+        report = getattr(candidate, "report", None)
+        if isinstance(report, IngestReport):
+            return report
+    return None
 
 
 async def run_ingest(

@@ -1,7 +1,8 @@
 """A small typed builder for audience and event query filters.
 
 The builder is sugar: every method that takes a query also takes the wire dict
-(``instasent-api.md`` 5.3/5.4), and the builder produces exactly that dict::
+(the audience and event query filters of Instasent's API reference), and the builder
+produces exactly that dict::
 
     from instasent_async.query import Q, AudienceQuery, EventQuery
 
@@ -317,6 +318,13 @@ def _root(conditions: tuple[Node, ...]) -> Node:
     return Group("and", conditions)
 
 
+def _matches_all(root: Node) -> bool:
+    """An empty top-level group: no filter, so no ``root`` is sent (as Instasent's clients do)."""
+    if isinstance(root, Group):
+        return root.type == "group" and root.join == "and" and not root.children
+    return False
+
+
 def _check_optional_int(value: object, what: str, minimum: int) -> None:
     if value is None:
         return
@@ -340,7 +348,8 @@ def _query_dict(
     out: dict[str, Any] = {}
     if version is not None:
         out["version"] = version
-    out["root"] = _node_dict(root)
+    if not _matches_all(root):
+        out["root"] = _node_dict(root)
     if limit is not None:
         out["limit"] = limit
     if offset is not None:
@@ -368,8 +377,8 @@ class AudienceQuery:
 
     Positional arguments are the conditions: several are joined with ``and``;
     a single ``Q.all``/``Q.any`` group becomes the root itself; none matches every
-    contact. Options left as ``None`` are not sent (the server's defaults apply);
-    ``version=None`` omits the version key.
+    contact (and no ``root`` is sent). Options left as ``None`` are not sent (the
+    server's defaults apply); ``version=None`` omits the version key.
     """
 
     root: Node
@@ -472,7 +481,7 @@ def query_to_dict(
 
     A mapping is copied shallowly (the caller's object is never mutated); a bare
     condition or group is wrapped as the root of a versioned query; ``None`` is
-    the match-all query.
+    the match-all query, ``{}`` (no filter: the resource adds only the ``limit``).
 
     Raises:
         TypeError: ``query`` is of another type.
@@ -482,12 +491,12 @@ def query_to_dict(
     if isinstance(query, (AudienceQuery, EventQuery)):
         return query.to_dict()
     if query is None:
-        return {
-            "version": DEFAULT_VERSION,
-            "root": {"type": "group", "join": "and", "children": []},
-        }
+        return {}
     if isinstance(query, (Condition, Group)):
-        return {"version": DEFAULT_VERSION, "root": _node_dict(_root((query,)))}
+        root = _root((query,))
+        if _matches_all(root):
+            return {"version": DEFAULT_VERSION}
+        return {"version": DEFAULT_VERSION, "root": _node_dict(root)}
     raise TypeError(
         "query must be a dict, an AudienceQuery/EventQuery, a condition or a group, "
         f"not {type(query).__name__}"

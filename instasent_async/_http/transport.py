@@ -28,6 +28,7 @@ import orjson
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from .. import _tracing
 from .._core.endpoints import Operation
 from .._core.headers import AnswerInfo, parse_answer
 from .._core.retry import Outcome, RetryDecision, RetryPolicy
@@ -272,7 +273,7 @@ class Transport:
         path: str,
         *,
         scope: str = "org",
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | str | None = None,
         json: Any = None,
         body: bytes | None = None,
         idempotent: bool | None = None,
@@ -281,7 +282,8 @@ class Transport:
         """Send one operation and return its successful answer.
 
         ``path`` is the rendered, encoded path; ``scope`` the bucket scope (``"org"``
-        or the datasource id); ``json`` is encoded with orjson unless ``body`` already
+        or the datasource id); ``params`` a mapping or a ready query string (bare
+        flags such as ``_sync``); ``json`` is encoded with orjson unless ``body`` already
         holds encoded bytes; ``idempotent`` overrides the operation's own flag;
         ``stats`` (optional) counts attempts, retries and rate-limit waits.
 
@@ -293,6 +295,10 @@ class Transport:
             AmbiguousOutcomeError: a non-idempotent operation may have reached the server.
             ConfigurationError: closed client, wrong event loop, bad token provider.
         """
+        if _tracing.tracer is not None and not _tracing.inside.get():  # one span per operation
+            stats = stats if stats is not None else RequestStats()
+            kwargs = {"params": params, "json": json, "body": body, "idempotent": idempotent}
+            return await _tracing.traced(self.request, op, path, stats, scope=scope, **kwargs)
         if json is not None and body is None:
             body = orjson.dumps(json)
         url = URL(self._base + path, encoded=True)

@@ -162,7 +162,7 @@ async def _ingest(
         return await interrupts.run(target.ingest(items, on_progress=display.update, **options))
     except asyncio.CancelledError as exc:
         display.close()
-        report = getattr(exc, "report", None)
+        report = bulk.report_of(exc)
         if report is not None:
             print_report(f"{label} (interrupted)", report, shown=0)
         raise

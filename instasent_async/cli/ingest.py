@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from .. import IngestReport
-from ..bulk import MISSING_EVENT_ID, run_ingest
+from ..bulk import MISSING_EVENT_ID, report_of, run_ingest
 from ..errors import InstasentError, PermissionDeniedError
 from ..models.specs import AttributeSpec
 from ._cells import converters as cell_converters
@@ -271,7 +271,7 @@ class _Run:
         except InstasentError as exc:
             return fail(exc, self.access.base_url)
         if error is not None:
-            report = getattr(error, "report", None)
+            report = report_of(error)
         return self._finish(report, error)
 
     async def _fetch_converters(self, ds: Any) -> Mapping[str, CellConverter]:

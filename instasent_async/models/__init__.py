@@ -10,7 +10,7 @@ field, and explicit ``null``s of known fields are kept in ``extra``, so
 ``unstructure(structure(d)) == d`` for any dict ``d``. A ``None`` field is not
 written; to send an explicit ``null`` put it in ``extra``
 (``Contact(user_id="u", extra={"_email": None})``). Convert with
-``instasent_async._convert.structure`` / ``unstructure``.
+``instasent_async.to_dict(model)`` / ``from_dict(data, cls)``.
 """
 
 from __future__ import annotations

@@ -173,8 +173,9 @@ def _parse_iso_slow(value: str, text: str) -> _dt.datetime:
 def format_datetime(value: _dt.datetime) -> str:
     """Write a datetime the way the API documents it: UTC, ``YYYY-MM-DDTHH:MM:SS.sssZ``.
 
-    Naive datetimes are taken as UTC. Sub-millisecond precision is kept (six
-    fraction digits) rather than silently dropped.
+    Always three fraction digits, as JavaScript's ``toISOString`` (what Instasent's
+    own clients send): sub-millisecond digits are cut, never rounded up into the
+    next second. Naive datetimes are taken as UTC.
     """
     if value.tzinfo is not UTC:
         value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -183,18 +184,13 @@ def format_datetime(value: _dt.datetime) -> str:
         raw = orjson.dumps(value, option=orjson.OPT_UTC_Z)
     except TypeError:  # a datetime subclass (freezegun's, pendulum's): orjson refuses it
         return _format_slow(value)
-    micro = value.microsecond
-    if micro == 0:
-        return raw[1:-2].decode() + ".000Z"
-    if micro % 1000:
-        return raw[1:-1].decode()
-    return raw[1:24].decode() + "Z"
+    if value.microsecond:
+        return raw[1:24].decode() + "Z"
+    return raw[1:-2].decode() + ".000Z"
 
 
 def _format_slow(value: _dt.datetime) -> str:
     """``format_datetime`` of a UTC datetime, in pure Python (the reference form)."""
-    micro = value.microsecond
-    plain = _dt.datetime(
-        value.year, value.month, value.day, value.hour, value.minute, value.second, micro
-    )
-    return plain.isoformat(timespec="microseconds" if micro % 1000 else "milliseconds") + "Z"
+    v = value  # a plain datetime of the same fields: a subclass may format its own way
+    plain = _dt.datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
+    return plain.isoformat(timespec="milliseconds") + "Z"

@@ -257,7 +257,7 @@ class Resource:
         operation: Operation,
         path: str,
         *,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | str | None = None,
         json: Any = None,
         body: bytes | None = None,
         idempotent: bool | None = None,
@@ -344,10 +344,13 @@ class Resource:
         *segments: object,
         options: ListOptions,
         extra_params: Mapping[str, str] | None = None,
+        paged: bool = True,
     ) -> OffsetPager[T]:
         """A list call with the generic query filter (``_start``/``_limit``/``_sort``/...).
 
-        Every argument (ids included) is checked here, before any request.
+        ``paged=False``: no ``_start``/``_limit`` unless the caller gives ``start`` or
+        ``limit`` (one request for the whole list). Every argument (ids included) is
+        checked here, before any request.
 
         Raises:
             TypeError: an option that list calls do not take.
@@ -357,7 +360,9 @@ class Resource:
         if unknown:
             raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
         start = options.get("start", 0)
-        limit = check_page_size(options.get("limit", MAX_LIST_PAGE), MAX_LIST_PAGE, "limit")
+        limit: int | None = None
+        if paged or "start" in options or "limit" in options:
+            limit = check_page_size(options.get("limit", MAX_LIST_PAGE), MAX_LIST_PAGE, "limit")
         if isinstance(start, bool) or not isinstance(start, int) or start < 0:
             raise ValueError(f"start must be a non-negative integer, got {start!r}")
         q = options.get("q")
@@ -370,8 +375,8 @@ class Resource:
             base.update(extra_params)
         hook = structurer(cls)
 
-        async def fetch(offset: int, size: int) -> list[T]:
-            params = {**base, "_start": str(offset), "_limit": str(size)}
+        async def fetch(offset: int, size: int | None) -> list[T]:
+            params = base if size is None else {**base, "_start": str(offset), "_limit": str(size)}
             response = await self._send(operation, path, params=params)
             items = items_of(response, read_json(response))
             return [structure_or_raise(hook, item, cls, response) for item in items]
@@ -427,7 +432,7 @@ class Resource:
         operation: Operation,
         *segments: object,
         json: Any = None,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | str | None = None,
         stats: RequestStats | None = None,
     ) -> Response:
         """Send a write; the answer is returned unread (a success status already)."""

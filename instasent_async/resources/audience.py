@@ -25,7 +25,7 @@ _EMAIL_SUB = op("audience.email_subscribe")
 _EMAIL_UNSUB = op("audience.email_unsubscribe")
 _DELETE = op("audience.delete")
 
-_SYNC = {"_sync": "true"}
+_SYNC = "_sync"  # a bare flag, as Instasent's own clients send it
 _read_contact = entity_reader(Contact)
 
 
@@ -76,7 +76,7 @@ class AudienceResource(Resource):
     ) -> list[Contact]:
         """Contacts matching an audience query filter: at most 50, no paging.
 
-        ``query`` is the wire-format dict (instasent-api.md 5.3), an
+        ``query`` is the wire-format dict (the audience query filter), an
         ``AudienceQuery``/condition from ``instasent_async.query``, or ``None``
         (every contact). ``limit``/``offset`` default to the query's own, the
         limit then to 50. Use ``scroll`` to read more than 50.
@@ -184,7 +184,7 @@ def _subject(audience_id: str) -> dict[str, Any]:
     return {"audienceId": audience_id}
 
 
-def _sync(sync: bool) -> dict[str, str] | None:
+def _sync(sync: bool) -> str | None:
     return _SYNC if sync else None
 
 

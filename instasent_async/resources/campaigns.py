@@ -27,12 +27,11 @@ class CampaignsResource(Resource):
 
     __slots__ = ()
 
-    def list(
-self, **options: Unpack[ListOptions]) -> OffsetPager[Campaign]:
+    def list(self, **options: Unpack[ListOptions]) -> OffsetPager[Campaign]:
         """Campaigns: ``await`` for one page, ``async for`` for all.
 
         ``filters={"status": "sent"}`` is sent as ``status_eq=sent``; a list as
-        ``status_in``; keys with an operator suffix as given (instasent-api.md 5.2).
+        ``status_in``; keys with an operator suffix as given (the API's generic query filter).
 
         Raises:
             ValueError: ``limit`` outside 1..100, negative ``start``, bad filters
@@ -57,8 +56,7 @@ class AutomationsResource(Resource):
 
     __slots__ = ()
 
-    def list(
-self, **options: Unpack[ListOptions]) -> OffsetPager[Automation]:
+    def list(self, **options: Unpack[ListOptions]) -> OffsetPager[Automation]:
         """Automations: ``await`` for one page, ``async for`` for all.
 
         Raises:

@@ -41,15 +41,9 @@ _read_stats = entity_reader(DatasourceStats)
 _read_contact = entity_reader(Contact)
 
 
-def _flags(sync: bool, dry_run: bool) -> dict[str, str] | None:
-    if not (sync or dry_run):
-        return None
-    flags: dict[str, str] = {}
-    if sync:
-        flags["_sync"] = "true"
-    if dry_run:
-        flags["_dryRun"] = "true"
-    return flags
+def _flags(sync: bool, dry_run: bool) -> str | None:
+    # Bare flags (``?_sync&_dryRun``), as Instasent's own clients send them.
+    return "&".join(name for name, on in (("_sync", sync), ("_dryRun", dry_run)) if on) or None
 
 
 class _DatasourcePart(Resource):
@@ -72,7 +66,7 @@ class _DatasourcePart(Resource):
         """The datasource id (``dsapi`` = the project's first API datasource)."""
         return self._ds
 
-    def _sender(self, operation: Operation, params: dict[str, str] | None) -> SendBatch:
+    def _sender(self, operation: Operation, params: str | None) -> SendBatch:
         """The engine's ``send``: one batch request (the path is rendered once, here).
 
         Raises:

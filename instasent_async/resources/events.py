@@ -15,7 +15,7 @@ _SCROLL = op("events.scroll")
 
 
 class EventsResource(Resource):
-    """Search and scroll the project's events (instasent-api.md 5.4 filters)."""
+    """Search and scroll the project's events (event query filters)."""
 
     __slots__ = ()
 
@@ -24,7 +24,7 @@ class EventsResource(Resource):
     ) -> list[AudienceEvent]:
         """Events matching an event query filter: at most 50, no paging.
 
-        ``query`` is the wire dict (instasent-api.md 5.4), an ``EventQuery`` or a
+        ``query`` is the wire dict (the event query filter), an ``EventQuery`` or a
         condition; ``limit``/``offset`` default to the query's own, the limit then to 50.
 
         Raises:

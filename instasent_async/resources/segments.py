@@ -36,8 +36,7 @@ class SegmentsResource(Resource):
 
     __slots__ = ()
 
-    def list(
-self, **options: Unpack[ListOptions]) -> OffsetPager[Segment]:
+    def list(self, **options: Unpack[ListOptions]) -> OffsetPager[Segment]:
         """Segments: ``await`` for one page, ``async for`` for all of them.
 
         Raises:
@@ -45,14 +44,16 @@ self, **options: Unpack[ListOptions]) -> OffsetPager[Segment]:
         """
         return self._list(Segment, _LIST, options=options)
 
-    def dynamic(
-self, **options: Unpack[ListOptions]) -> OffsetPager[Segment]:
-        """Dynamic segments that need no parameter (same paging as ``list``).
+    def dynamic(self, **options: Unpack[ListOptions]) -> OffsetPager[Segment]:
+        """Dynamic segments that need no parameter.
+
+        Fetched whole, without paging parameters, unless ``start`` or ``limit`` is
+        given (then paged as ``list``; ``limit`` defaults to 100).
 
         Raises:
             ValueError: ``limit`` outside 1..100, negative ``start``, bad filters.
         """
-        return self._list(Segment, _DYNAMIC, options=options)
+        return self._list(Segment, _DYNAMIC, options=options, paged=False)
 
     async def get(self, uid: str, *, parameter: str | Sequence[str] | None = None) -> Segment:
         """One segment; ``parameter`` is the dynamic-segment value (``"a|b"`` or a list).

@@ -105,9 +105,21 @@ class Call:
         return self.request.query
 
     def flag(self, name: str) -> bool:
-        """A valueless query flag such as ``?_sync`` (``0``/``false`` turn it off)."""
-        value = self.request.query.get(name)
-        return value is not None and value.lower() not in ("0", "false", "no")
+        """Whether a bare query flag such as ``?_sync`` is present.
+
+        Instasent's own clients send these flags without a value; a value
+        (``?_sync=true``) is refused so that a client sending another form is seen.
+
+        Raises:
+            ApiError: 400 when the flag carries a value.
+        """
+        for part in self.request.query_string.split("&"):
+            key, equals, _ = part.partition("=")
+            if key == name:
+                if equals:
+                    raise ApiError(400, f"{name} is a bare flag: send ?{name} without a value")
+                return True
+        return False
 
     @property
     def project_(self) -> Project:
@@ -150,7 +162,7 @@ def _entities(payload: Sequence[Any]) -> web.Response:
 
 
 class Api:
-    """Every operation of ``instasent-api.md`` section 6 over a :class:`State`.
+    """Every operation of the Instasent API reference over a :class:`State`.
 
     ``batch_shape`` picks the 202/422 ingest body, ``cursor_ttl`` the life of an idle
     scroll cursor, ``validator`` the optional per-item ingest hook.
@@ -637,6 +649,7 @@ class Api:
         return web.Response(status=204)
 
     def _ingest_contacts(self, call: Call) -> web.Response:
+        call.flag("_sync")  # accepted and ignored, but only in its bare form
         items = _batch_items(call.body)
         outcomes = call.project_.upsert_contacts(
             call.datasource_,
@@ -648,6 +661,7 @@ class Api:
         return self._batch_response(call, outcomes, ("_user_id",))
 
     def _ingest_events(self, call: Call) -> web.Response:
+        call.flag("_sync")  # accepted and ignored, but only in its bare form
         items = _batch_items(call.body)
         outcomes = call.project_.add_events(
             call.datasource_,
@@ -915,11 +929,19 @@ class _SearchQuery:
 def _parse_search(
     body: Any, target: Literal["audience", "event"], max_limit: int | None
 ) -> _SearchQuery:
-    """The body of a search or scroll call (``instasent-api.md`` 5.3/5.4)."""
+    """The body of a search or scroll call (the audience or event query filter).
+
+    No filter is sent as no ``root`` (as Instasent's own clients do); an empty
+    top-level ``and`` group is refused so that a client sending it is seen.
+    """
     if body is None:
         body = {}
     if not isinstance(body, Mapping):
         raise ApiError(400, "Invalid query filter")
+    if body.get("root") == {"type": "group", "join": "and", "children": []}:
+        raise ApiError(
+            400, "Invalid query filter", detail="an empty root group: leave root out instead"
+        )
     try:
         predicate = compile_filter(body.get("root"), target=target)
     except QueryFilterError as exc:

@@ -1,11 +1,11 @@
 """Query filters evaluated by the fake server: pure functions, no I/O.
 
-Two languages live here (``instasent-api.md`` section 5):
+Two languages of the Instasent API reference live here:
 
-- the audience / event query filter (5.3, 5.4): a tree of groups and conditions sent as
+- the audience / event query filter: a tree of groups and conditions sent as
   the JSON body of search and scroll calls. :func:`compile_filter` validates the tree once
   and returns a predicate;
-- the generic query filter of list endpoints (5.2): ``_start``/``_limit``/``_sort``/``_q``
+- the generic query filter of list endpoints: ``_start``/``_limit``/``_sort``/``_q``
   and ``field_operator=value`` query parameters. :func:`parse_list_query` turns them into
   a :class:`ListQuery` that :func:`apply_list_query` runs over a list of entities.
 
@@ -102,7 +102,7 @@ _POSITIVE_SEGMENT_OPERATORS = frozenset({"in", "exists", "eq", "equals", "matche
 
 
 def compile_filter(root: Any, *, target: Literal["audience", "event"]) -> Predicate:
-    """Validate a filter tree (the ``root`` of 5.3/5.4) and return its predicate.
+    """Validate a filter tree (the ``root`` of a search or scroll) and return its predicate.
 
     ``target`` says what the predicate is applied to: contacts (``"audience"``) or events
     (``"event"``). ``None`` or a missing root matches everything.
@@ -609,7 +609,7 @@ def _path_getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
     return get
 
 
-# --- generic query filter of list endpoints (5.2) -----------------------------------------
+# --- generic query filter of list endpoints ---------------------------------------------
 
 _ItemTest = Callable[[Mapping[str, Any]], bool]
 _MAX_LIST_LIMIT = 100
@@ -642,7 +642,7 @@ _URL_OPERATORS = frozenset(
 
 
 def parse_list_query(params: Iterable[tuple[str, str]], *, ignore: Iterable[str] = ()) -> ListQuery:
-    """Parse the query parameters of a list call (``instasent-api.md`` 5.2).
+    """Parse the query parameters of a list call (the generic query filter).
 
     URL form: ``field_operator=value`` (operators ``eq ne in nin gt gte lt lte like
     contains``; a parameter without a known operator suffix means ``eq``; ``in`` takes a

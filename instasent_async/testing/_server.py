@@ -72,7 +72,7 @@ def _bearer(request: web.Request) -> str | None:
 class FakeInstasent:
     """An in-memory Instasent API server for tests and local development.
 
-    It implements every operation of ``instasent-api.md`` section 6 under ``/v1``: tokens
+    It implements every operation of the Instasent API reference under ``/v1``: tokens
     with kinds and scopes (401/403/404 as the real API), contact upsert by ``_user_id``,
     event dedup by ``_event_id``, per-item 202/422 batch outcomes, scroll cursors, query
     filters, generic list filters, direct SMS, fixed-window rate limits with
@@ -91,7 +91,7 @@ class FakeInstasent:
             on the server clock. ``X-RateLimit-Reset`` is the window end as an integer
             epoch rounded up, so windows shorter than a second lose precision there; the
             non-standard ``X-RateLimit-Reset-Precise`` header carries the exact float.
-        batch_shape: 202/422 ingest body: ``"documented"`` (``instasent-api.md`` 4.3 a) or
+        batch_shape: 202/422 ingest body: ``"documented"`` (per-item answers) or
             ``"activepieces"`` (4.3 b).
         clock_offset: seconds added to the server clock (``Date``, ``X-RateLimit-Reset``,
             window math, relative date filters) to test client clock skew; may be changed

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
@@ -34,7 +35,7 @@ __all__ = [
     "normalize_phone",
 ]
 
-#: Every scope named by ``instasent-api.md`` section 2.
+#: Every scope the Instasent API reference names.
 ALL_SCOPES: tuple[str, ...] = (
     "ACCOUNT_READ",
     "PROJECT_AUDIENCE_READ",
@@ -418,6 +419,7 @@ class Project:
         self.events_by_user.setdefault(event.user_id, []).append(event)
 
 
+_SUB_MILLISECOND = re.compile(r":\d\d[.,]\d{4,}")
 _EVENT_KEYS = frozenset(
     {"_user_id", "_event_id", "_event_type", "_event_date", "_event_parameters", "id"}
 )
@@ -462,6 +464,9 @@ def validate_event(item: dict[str, Any]) -> dict[str, list[str]] | None:
     date = item.get("_event_date")
     if date is not None and (not isinstance(date, str) or parse_iso8601(date) is None):
         errors["_event_date"] = ["Invalid date format, expected ISO 8601."]
+    elif date is not None and _SUB_MILLISECOND.search(date):
+        # Instasent's own clients write milliseconds (JavaScript's toISOString).
+        errors["_event_date"] = ["Invalid date format, expected at most 3 fraction digits."]
     parameters = item.get("_event_parameters")
     if parameters is not None and not isinstance(parameters, dict):
         errors["_event_parameters"] = ["This value should be an object."]

@@ -1226,9 +1226,8 @@ def stored_user_ids(url: str) -> list[str]:
     """Every contact the API at ``url`` holds, read through the SDK."""
 
     async def scroll() -> list[str]:
-        everyone = {"version": "0.0.1", "root": {"type": "group", "join": "and", "children": []}}
         async with Instasent(PRODUCT_TOKEN, project="proj_demo", base_url=url) as client:
-            return [c.user_id async for c in client.audience.scroll(everyone, page_size=100)]
+            return [c.user_id async for c in client.audience.scroll(None, page_size=100)]
 
     return asyncio.run(scroll())
 

@@ -80,7 +80,7 @@ async def test_contacts_upsert_with_sync_and_dry_run_flags(
         mocked.only(),
         "POST",
         f"{DS}/stream/contacts",
-        {"_sync": "true", "_dryRun": "true"},
+        {"_sync": "", "_dryRun": ""},  # bare flags (the exact form: test_wire_forms)
         body=[{"_user_id": "u1"}],
     )
 

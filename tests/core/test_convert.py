@@ -9,12 +9,14 @@ from typing import Any
 
 import attrs
 import cattrs
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import instasent_async
 from instasent_async._convert import (
-    _GENERAL_STRUCTURERS,
+    _REFERENCE_STRUCTURERS,
     _STRUCTURERS,
     converter,
     structure,
@@ -315,8 +317,10 @@ def test_datetime_written_in_utc_with_milliseconds() -> None:
     madrid = dt.timezone(dt.timedelta(hours=2))
     event = Event(event_date=dt.datetime(2024, 10, 28, 2, 10, 2, 471000, tzinfo=madrid))
     assert unstructure(event)["_event_date"] == "2024-10-28T00:10:02.471Z"
-    event.event_date = dt.datetime(2024, 10, 28, 0, 10, 2, 471123, tzinfo=UTC)
-    assert unstructure(event)["_event_date"] == "2024-10-28T00:10:02.471123Z"
+    # Three fraction digits always (as JavaScript's toISOString): the rest is cut.
+    event.event_date = dt.datetime(2024, 10, 28, 0, 10, 2, 471999, tzinfo=UTC)
+    assert unstructure(event)["_event_date"] == "2024-10-28T00:10:02.471Z"
+    assert to_wire_items([event])[0]["_event_date"] == "2024-10-28T00:10:02.471Z"
 
 
 def test_unchanged_values_keep_their_wire_form_changed_ones_are_canonical() -> None:
@@ -552,7 +556,7 @@ def test_fast_path_builds_what_the_general_hook_builds(cls: type, data: st.DataO
     keys = st.sampled_from(_wire_keys(cls)) | st.text(max_size=6)
     wire = data.draw(st.dictionaries(keys, _json | _date_like, max_size=10))
     fast = _STRUCTURERS[cls](wire)
-    general = _GENERAL_STRUCTURERS[cls](wire)
+    general = _REFERENCE_STRUCTURERS[cls](wire)
     assert fast == general
     assert fast._wire == general._wire
     assert list(fast.extra) == list(general.extra)  # same key order
@@ -561,8 +565,8 @@ def test_fast_path_builds_what_the_general_hook_builds(cls: type, data: st.DataO
 def test_fast_path_handles_the_common_contact() -> None:
     calls: list[Any] = []
     hook = _STRUCTURERS[Contact]
-    general = hook.__globals__["general"]
-    hook.__globals__["general"] = lambda data: calls.append(data) or general(data)
+    general = hook.__globals__["reference"]
+    hook.__globals__["reference"] = lambda data: calls.append(data) or general(data)
     try:
         contact = hook(CONTACT_WIRE | {"_gender": "x"})
         assert calls == []
@@ -570,4 +574,54 @@ def test_fast_path_handles_the_common_contact() -> None:
         hook({"_user_id": None})
         assert calls == [{"_user_id": None}]
     finally:
-        hook.__globals__["general"] = general
+        hook.__globals__["reference"] = general
+
+
+# --- the public entry: instasent_async.to_dict / from_dict ------------------------------
+
+
+@pytest.mark.parametrize(("cls", "data"), SAMPLES, ids=[c.__name__ for c, _ in SAMPLES])
+def test_to_dict_and_from_dict_are_the_wire_round_trip(cls: type, data: dict[str, Any]) -> None:
+    model = instasent_async.from_dict(data, cls)
+    assert type(model) is cls
+    wire = instasent_async.to_dict(model)
+    assert wire == data
+    assert wire is not data
+    assert instasent_async.from_dict(wire, cls) == model
+
+
+def test_to_dict_is_json_ready_and_uses_the_wire_keys() -> None:
+    contact = Contact(
+        user_id="u-1",
+        email="a@example.com",
+        date_updated=dt.datetime(2024, 5, 1, 10, 20, 30, 123456, tzinfo=UTC),
+        attributes={"plan": "pro"},
+    )
+    wire = instasent_async.to_dict(contact)
+    assert wire == {
+        "_user_id": "u-1",
+        "_email": "a@example.com",
+        "_date_updated": "2024-05-01T10:20:30.123Z",
+        "plan": "pro",
+    }
+    assert orjson.loads(orjson.dumps(wire)) == wire
+    wire["plan"] = "free"  # a new dict: changing it leaves the model alone
+    assert contact.attributes == {"plan": "pro"}
+
+
+def test_to_dict_of_nested_models_and_reports() -> None:
+    org = instasent_async.from_dict({"id": "o", "projects": [{"uid": "p1"}]}, Organization)
+    assert instasent_async.to_dict(org) == {"id": "o", "projects": [{"uid": "p1"}]}
+    report = instasent_async.to_dict(instasent_async.IngestReport())
+    assert report["accepted"] == 0
+    assert isinstance(report["rejected"], list)
+    orjson.dumps(report)
+
+
+def test_from_dict_of_a_container_and_refusals() -> None:
+    contacts = instasent_async.from_dict([{"_user_id": "a"}, {"_user_id": "b"}], list[Contact])
+    assert [c.user_id for c in contacts] == ["a", "b"]
+    with pytest.raises(TypeError, match="Contact"):
+        instasent_async.from_dict(["not", "a", "mapping"], Contact)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="to_dict"):
+        instasent_async.to_dict({"_user_id": "a"})

@@ -143,9 +143,14 @@ def test_format_datetime() -> None:
     assert (
         format_datetime(dt.datetime(2024, 1, 1, 22, 0, tzinfo=minus5)) == "2024-01-02T03:00:00.000Z"
     )
+    # Always three fraction digits (JavaScript's toISOString): sub-milliseconds are cut.
     assert (
         format_datetime(dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=UTC))
-        == "2024-01-02T03:04:05.000006Z"
+        == "2024-01-02T03:04:05.000Z"
+    )
+    assert (
+        format_datetime(dt.datetime(2024, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
+        == "2024-12-31T23:59:59.999Z"
     )
 
 

@@ -510,3 +510,14 @@ async def test_batches_over_100_are_chunked_not_refused(
     calls = mocked.requests[("POST", URL(url))]
     assert [len(orjson.loads(call.kwargs["data"])) for call in calls] == [100, 100, 1]
     assert (report.total, report.accepted, report.requests) == (201, 201, 3)
+
+
+def test_the_iterators_are_public_names() -> None:
+    import instasent_async
+    import instasent_async.pagination
+
+    assert instasent_async.ScrollIterator is ScrollIterator
+    assert instasent_async.OffsetPager is OffsetPager
+    assert instasent_async.pagination.ScrollIterator is ScrollIterator
+    assert instasent_async.pagination.OffsetPager is OffsetPager
+    assert {"ScrollIterator", "OffsetPager"} <= set(instasent_async.__all__)

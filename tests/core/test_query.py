@@ -18,7 +18,7 @@ from instasent_async.query import (
 )
 from instasent_async.resources._params import list_params
 
-# instasent-api.md 5.3
+# the audience query filter's example
 AUDIENCE_REFERENCE = {
     "version": "0.0.1",
     "root": {
@@ -275,10 +275,15 @@ def test_a_single_or_group_is_the_root_itself() -> None:
     assert query.to_dict()["root"]["children"][1]["key"] == "b"
 
 
-def test_no_condition_matches_everything() -> None:
-    assert AudienceQuery().to_dict() == {
-        "version": "0.0.1",
-        "root": {"type": "group", "join": "and", "children": []},
+def test_no_condition_matches_everything_and_sends_no_root() -> None:
+    assert AudienceQuery().to_dict() == {"version": "0.0.1"}
+    assert EventQuery(limit=5).to_dict() == {"version": "0.0.1", "limit": 5}
+    assert AudienceQuery(Q.all()).to_dict() == {"version": "0.0.1"}
+    # An empty "or" matches nothing: it is a filter, and it is sent.
+    assert AudienceQuery(Q.any()).to_dict()["root"] == {
+        "type": "group",
+        "join": "or",
+        "children": [],
     }
 
 
@@ -421,8 +426,8 @@ def test_query_to_dict_copies_mappings_shallowly() -> None:
 
 
 def test_query_to_dict_of_every_form() -> None:
-    match_all = {"version": "0.0.1", "root": {"type": "group", "join": "and", "children": []}}
-    assert query_to_dict(None) == match_all
+    assert query_to_dict(None) == {}  # no filter: no root (the resource adds the limit)
+    assert query_to_dict(Q.all()) == {"version": "0.0.1"}
     condition = Q.attr("_email").contains("yahoo")
     assert query_to_dict(condition) == {
         "version": "0.0.1",

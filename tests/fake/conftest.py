@@ -60,7 +60,7 @@ class Client:
         token: str | None = _DEFAULT,
         json: Any = _DEFAULT,
         data: bytes | None = None,
-        params: dict[str, str] | None = None,
+        params: dict[str, str] | str | None = None,
     ) -> Reply:
         """``path`` is relative to the base URL and already percent-encoded."""
         headers = {}

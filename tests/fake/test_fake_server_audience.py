@@ -211,7 +211,7 @@ async def test_stream_actions_update_and_delete_contacts(fake: FakeInstasent, ap
     assert subscribed.status == 202
     assert subscribed.entity["_sms_subscribed"] is True
     unsubscribe = {"audienceId": audience_id, "reason": "too many", "utm-campaign": "spring"}
-    reply = await api.post(stream + "sms-unsubscribe", unsubscribe, params={"_sync": "true"})
+    reply = await api.post(stream + "sms-unsubscribe", unsubscribe, params="_sync")
     assert reply.status == 200
     contact = fake.contacts()[0]
     assert contact["_sms_subscribed"] is False

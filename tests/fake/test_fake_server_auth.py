@@ -1,4 +1,4 @@
-"""Tokens, kinds and scopes: the fake answers 401/403/404 as instasent-api.md 1.4 says."""
+"""Tokens, kinds and scopes: the fake answers 401/403/404 as the API reference says."""
 
 from __future__ import annotations
 

@@ -159,16 +159,41 @@ async def test_exactly_100_items_are_accepted(
 async def test_dry_run_validates_and_stores_nothing(
     fake: FakeInstasent, api: Client, event: Callable[..., dict[str, Any]]
 ) -> None:
-    reply = await api.post(
-        DS + "/stream/contacts", [{"_user_id": "u1"}, {}], params={"_dryRun": ""}
-    )
+    reply = await api.post(DS + "/stream/contacts", [{"_user_id": "u1"}, {}], params="_dryRun")
     assert reply.status == 202
     assert reply.entity["failed"] == 1
     assert fake.contacts() == []
-    dry = await api.post(DS + "/stream/events", [event("e1")], params={"_dryRun": "1"})
+    dry = await api.post(DS + "/stream/events", [event("e1")], params="_dryRun")
     assert dry.status == 202
-    await api.post(DS + "/stream/events", [event("e1")], params={"_sync": ""})
+    synced = await api.post(DS + "/stream/events", [event("e1")], params="_sync&_dryRun")
+    assert synced.status == 202 and fake.events() == []
+    await api.post(DS + "/stream/events", [event("e1")], params="_sync")
     assert len(fake.events()) == 1  # the dry run did not mark e1 as seen
+
+
+@pytest.mark.parametrize("query", ["_dryRun=1", "_dryRun=true", "_sync=", "_sync=true"])
+async def test_stream_flags_with_a_value_are_refused(
+    fake: FakeInstasent, api: Client, event: Callable[..., dict[str, Any]], query: str
+) -> None:
+    reply = await api.post(DS + "/stream/events", [event("e1")], params=query)
+    assert reply.status == 400
+    assert "bare flag" in reply.json["message"]
+    assert fake.events() == []
+
+
+async def test_event_dates_with_more_than_three_fraction_digits_are_rejected(
+    fake: FakeInstasent, api: Client, event: Callable[..., dict[str, Any]]
+) -> None:
+    reply = await api.add_events(
+        event("e1", _event_date="2024-05-01T10:20:30.123Z"),
+        event("e2", _event_date="2024-05-01T10:20:30.123456Z"),
+        event("e3", _event_date="2024-05-01T10:20:30Z"),
+    )
+    assert reply.status == 202
+    errors = [item.get("errors") for item in reply.entity["items"]]
+    assert errors[0] is None and errors[2] is None
+    assert "3 fraction digits" in errors[1]["_event_date"][0]
+    assert [e["_event_id"] for e in fake.events()] == ["e1", "e3"]
 
 
 async def test_reject_items_hook_adds_per_field_errors(

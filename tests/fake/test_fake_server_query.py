@@ -1,4 +1,4 @@
-"""The fake server's query filters, as pure functions (instasent-api.md 5.2-5.4)."""
+"""The fake server's query filters (list, audience and event), as pure functions."""
 
 from __future__ import annotations
 
