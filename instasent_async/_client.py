@@ -76,12 +76,13 @@ class Instasent:
         base_url: API root; plain ``http://`` only for loopback hosts unless
             ``allow_insecure=True``; omitted: ``INSTASENT_BASE_URL``, else
             ``https://api.instasent.com/v1``.
-        timeout: seconds allowed for each wait on the server: connecting (at most
-            10 s) and every read of the answer (or an ``aiohttp.ClientTimeout``).
-        attempt_timeout: seconds one attempt may take in all, from sending to the
-            last byte of the answer (default: twice ``timeout``). Waiting for a
-            free connection of the pool counts; waiting for ``max_concurrency``
-            or for a rate-limit permit does not.
+        timeout: seconds one attempt may take in all, from taking a connection to
+            the last byte of the answer, connecting included (at most 10 s of it);
+            or an ``aiohttp.ClientTimeout``, used as given. Waiting for a free
+            connection of the pool counts; waiting for ``max_concurrency`` or for a
+            rate-limit permit does not.
+        attempt_timeout: the whole attempt's deadline when it should differ from
+            ``timeout`` (which then bounds connecting only); default: ``timeout``.
         max_response_bytes: the largest body read from an answer, counted after
             decompression (default 8 MiB); a larger one raises
             ``ResponseTooLargeError`` and drops the connection.

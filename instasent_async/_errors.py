@@ -74,7 +74,7 @@ class APIConnectionError(InstasentError):
 
 
 class APITimeoutError(APIConnectionError):
-    """The request timed out: connecting, a read, or the whole attempt (``attempt_timeout``)."""
+    """The request timed out: connecting, or the whole attempt (``timeout``)."""
 
 
 class ResponseTooLargeError(APIConnectionError):

@@ -99,10 +99,15 @@ def make_timeouts(
 ) -> Timeouts:
     """The timeouts of one attempt.
 
-    ``timeout`` (seconds) bounds connecting (at most 10 s) and every wait for the
-    next bytes of the answer; ``attempt_timeout`` bounds the whole attempt from
-    sending to the last byte of the body (default: twice ``timeout``; none when
+    ``timeout`` (seconds) bounds the whole attempt, from taking a connection to the
+    last byte of the body, and connecting within it (at most 10 s);
+    ``attempt_timeout`` replaces the bound of the whole attempt (none when
     ``timeout`` is ``None`` or an ``aiohttp.ClientTimeout``, which is used as given).
+
+    The whole attempt is watched by the transport's one deadline timer, not by
+    aiohttp's ``sock_read``, which arms and cancels a timer for every chunk
+    received: a cost every request would pay (``benchmarks/overhead.py`` shows it).
+    A server that stalls, or trickles a byte now and then, meets the deadline.
 
     Raises:
         ConfigurationError: a value that is not a positive number.
@@ -114,9 +119,9 @@ def make_timeouts(
         client = aiohttp.ClientTimeout(total=None)
     else:
         seconds = _seconds(timeout, "timeout")
-        client = aiohttp.ClientTimeout(sock_connect=min(seconds, 10.0), sock_read=seconds)
+        client = aiohttp.ClientTimeout(total=None, sock_connect=min(seconds, 10.0))
         if attempt is None:
-            attempt = 2 * seconds
+            attempt = seconds
     return Timeouts(client, attempt, timeout, attempt_timeout)
 
 

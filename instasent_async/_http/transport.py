@@ -163,10 +163,10 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
 
 
 class AttemptTimeout(asyncio.TimeoutError):
-    """The attempt outlived ``attempt_timeout`` (it may have reached the server)."""
+    """The attempt outlived its deadline (it may have reached the server)."""
 
     def __init__(self, seconds: float) -> None:
-        super().__init__(f"the attempt took longer than attempt_timeout={seconds:g}s")
+        super().__init__(f"request timed out: the attempt took longer than {seconds:g}s")
 
 
 # What a failure to get an answer means (the pure table lives in _core.status).

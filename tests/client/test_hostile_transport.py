@@ -19,6 +19,7 @@ from instasent_async import (
     ConfigurationError,
     Instasent,
     InstasentError,
+    RateLimitEvent,
     ResponseTooLargeError,
     RetryPolicy,
 )
@@ -128,12 +129,10 @@ async def test_a_trickling_server_is_cut_by_the_attempt_deadline(scripted: Any) 
         return response
 
     scripted.handler = trickle
-    async with client_for(
-        scripted.url, timeout=1.0, attempt_timeout=0.3, retry=RetryPolicy.none()
-    ) as client:
-        with pytest.raises(APITimeoutError):
+    async with client_for(scripted.url, timeout=0.3, retry=RetryPolicy.none()) as client:
+        with pytest.raises(APITimeoutError, match="longer than 0.3s"):
             await client.project.get()
-    # Each byte came well within the 1 s read timeout: only the deadline stopped it.
+    # A byte every 20 ms: only the deadline of the whole attempt could stop it.
     assert sent < 200
 
 
@@ -176,12 +175,22 @@ async def test_closing_the_client_stops_a_call_waiting_to_retry(scripted: Any) -
         return web.json_response({"message": "down"}, status=503)
 
     scripted.handler = down
-    client = client_for(scripted.url, retry=RetryPolicy(max_attempts=5, backoff_base=0.2))
-    call = asyncio.ensure_future(client.project.get())
-    await _until(lambda: len(scripted.requests) == 1)
-    await client.close()
+    closing: list[asyncio.Task[None]] = []
+
+    def close_when_retrying(event: RateLimitEvent) -> None:
+        # Emitted before the backoff's sleep: the close runs while the call waits,
+        # whatever the jitter drew.
+        if event.kind == "retry" and not closing:
+            closing.append(asyncio.ensure_future(client.close()))
+
+    client = client_for(
+        scripted.url,
+        retry=RetryPolicy(max_attempts=5, backoff_base=0.2),
+        on_event=close_when_retrying,
+    )
     with pytest.raises(ConfigurationError, match="closed"):
-        await call
+        await client.project.get()
+    await closing[0]
     assert len(scripted.requests) == 1
 
 

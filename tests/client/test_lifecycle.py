@@ -243,11 +243,13 @@ async def test_user_agent_names_sdk_python_and_aiohttp(scripted: ScriptedServer)
     assert "Python/" in agent and f"aiohttp/{aiohttp.__version__}" in agent
 
 
-async def test_waiting_for_a_free_connection_does_not_count_against_the_timeout(
+async def test_waiting_for_a_free_connection_counts_against_the_deadline_only(
     scripted: ScriptedServer,
 ) -> None:
+    from instasent_async import APITimeoutError, RetryPolicy
+
     async def slow(request: web.Request) -> web.Response:
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.1)
         return web.json_response({"entity": {"uid": "proj_demo"}})
 
     scripted.handler = slow
@@ -256,13 +258,27 @@ async def test_waiting_for_a_free_connection_does_not_count_against_the_timeout(
         project="proj_demo",
         base_url=scripted.url,
         max_connections=1,
-        timeout=0.5,
-        attempt_timeout=30,  # the whole attempt does count the wait: bounded apart
+        timeout=0.25,
+        attempt_timeout=30,  # the deadline set apart: timeout then bounds connecting only
     ) as client:
-        # Five requests through one connection take ~1 s in all: longer than the
-        # timeout, but each waits for the server only 0.2 s.
+        # Five requests through one connection take ~0.5 s in all: longer than the
+        # timeout, but connecting took far less.
         projects = await asyncio.gather(*(client.project.get() for _ in range(5)))
     assert [p.uid for p in projects] == ["proj_demo"] * 5
+
+    async with Instasent(
+        TOKEN,
+        project="proj_demo",
+        base_url=scripted.url,
+        max_connections=1,
+        timeout=0.25,  # also the deadline: the last in the queue wait longer than that
+        retry=RetryPolicy.none(),
+    ) as client:
+        outcomes = await asyncio.gather(
+            *(client.project.get() for _ in range(5)), return_exceptions=True
+        )
+    assert outcomes[0].uid == "proj_demo"  # type: ignore[union-attr]
+    assert isinstance(outcomes[-1], APITimeoutError)
 
 
 async def test_a_server_that_does_not_answer_in_time_raises_a_timeout(

@@ -73,11 +73,13 @@ def test_plain_http_to_a_dot_localhost_name_is_refused() -> None:
     assert check_base_url("http://127.3.2.1:8080/v1/", allow_insecure=False).endswith("/v1")
 
 
-def test_the_attempt_deadline_defaults_to_twice_the_read_timeout() -> None:
+def test_the_timeout_bounds_the_whole_attempt_and_connecting_within_it() -> None:
     timeouts = make_timeouts(5.0)
     client = timeouts.client
-    assert (client.total, client.sock_read, client.sock_connect) == (None, 5.0, 5.0)
-    assert timeouts.attempt == 10.0
+    # No per-read timer: the attempt deadline bounds reading.
+    assert (client.total, client.sock_read, client.sock_connect) == (None, None, 5.0)
+    assert timeouts.attempt == 5.0
+    assert make_timeouts(60.0).client.sock_connect == 10.0
     assert make_timeouts(30.0, 45.0).attempt == 45.0
     assert make_timeouts(None).attempt is None
     assert make_timeouts(None, 3.0).attempt == 3.0
