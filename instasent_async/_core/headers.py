@@ -153,7 +153,14 @@ def _unreadable(name: str, value: str) -> str:
 
 
 def parse_answer(headers: Mapping[str, str], now: float) -> AnswerInfo:
-    """Parse the rate-limit headers of one answer (see the module docstring). Never raises."""
+    """Parse the rate-limit headers of one answer (see the module docstring). Never raises.
+
+    What ``Limit``, ``Reset`` and ``Date`` say is read by ``_window``; an answer with
+    the same three strings as the last one read against a ``Date`` takes that
+    reading again (the usual answer: the same window and second as the one
+    before), so only its ``Remaining`` and ``Retry-After`` are parsed anew.
+    """
+    global _last
     get = headers.get
     limit_s = get(_LIMIT)
     remaining_s = get(_REMAINING)
@@ -161,8 +168,66 @@ def parse_answer(headers: Mapping[str, str], now: float) -> AnswerInfo:
     retry_s = get(_RETRY_AFTER)
     if limit_s is None and remaining_s is None and reset_s is None and retry_s is None:
         return _new(AnswerInfo, (None, None, None, None, None, None, now, None))
-    problem: str | None = None
-    limit = remaining = None
+    date_s = get(_DATE)
+    last = _last
+    if date_s == last[2] and reset_s == last[1] and limit_s == last[0]:
+        window = last[3]
+    else:
+        window = _window(limit_s, reset_s, date_s, now)
+        if window[3] is not None:  # read against the Date: the same strings, the same reading
+            _last = (limit_s, reset_s, date_s, window)
+    limit, reset_epoch, reset_in, server_date, limit_problem, problem = window
+    if remaining_s is None:
+        remaining = None
+    else:
+        try:
+            remaining = int(remaining_s)
+        except ValueError:
+            remaining = _count(remaining_s)
+        if remaining is None or not 0 <= remaining <= _MAX_COUNT:
+            remaining = None
+            problem = problem or _unreadable("X-RateLimit-Remaining", remaining_s)
+        elif limit is not None and remaining > limit:
+            problem = problem or "X-RateLimit-Remaining above X-RateLimit-Limit"
+    retry_after = None
+    if retry_s is not None:
+        retry_after = _seconds(retry_s)
+        if retry_after is None:
+            when = http_date(retry_s)
+            if when is None:
+                problem = _unreadable("Retry-After", retry_s)
+            else:
+                retry_after = max(0.0, when - (now if server_date is None else server_date))
+        if retry_after is not None and retry_after > MAX_BELIEVED_WAIT:
+            problem = "Retry-After more than a day ahead"
+    return _new(
+        AnswerInfo,
+        (
+            limit,
+            remaining,
+            reset_epoch,
+            reset_in,
+            retry_after,
+            server_date,
+            now,
+            problem or limit_problem,
+        ),
+    )
+
+
+_Window = tuple[int | None, float | None, float | None, float | None, str | None, str | None]
+
+
+def _window(limit_s: str | None, reset_s: str | None, date_s: str | None, now: float) -> _Window:
+    """What ``Limit``, ``Reset`` and ``Date`` say: ``(limit, reset_epoch, reset_in,
+    server_date, limit_problem, problem)``.
+
+    ``limit_problem`` is an unreadable ``Limit``; ``problem`` one of ``Date`` or
+    ``Reset``, which ``parse_answer`` reports before one of ``Remaining`` (and
+    ``Limit``'s last). ``now`` matters only when ``server_date`` is ``None``.
+    """
+    limit = None
+    limit_problem = problem = None
     if limit_s is not None:
         try:  # whole numbers inline (the usual case); _count reads the rest
             limit = int(limit_s)
@@ -170,18 +235,7 @@ def parse_answer(headers: Mapping[str, str], now: float) -> AnswerInfo:
             limit = _count(limit_s)
         if limit is None or not 0 <= limit <= _MAX_COUNT:
             limit = None
-            problem = _unreadable("X-RateLimit-Limit", limit_s)
-    if remaining_s is not None:
-        try:
-            remaining = int(remaining_s)
-        except ValueError:
-            remaining = _count(remaining_s)
-        if remaining is None or not 0 <= remaining <= _MAX_COUNT:
-            remaining = None
-            problem = _unreadable("X-RateLimit-Remaining", remaining_s)
-        elif limit is not None and remaining > limit:
-            problem = "X-RateLimit-Remaining above X-RateLimit-Limit"
-    date_s = get(_DATE)
+            limit_problem = _unreadable("X-RateLimit-Limit", limit_s)
     server_date = None
     if date_s is not None:
         server_date = _date_cache.get(date_s) or http_date(date_s)
@@ -210,21 +264,19 @@ def parse_answer(headers: Mapping[str, str], now: float) -> AnswerInfo:
                 reset_in = 0.0
         if reset_in is not None and reset_in > MAX_BELIEVED_WAIT:
             problem = "X-RateLimit-Reset more than a day ahead"
-    retry_after = None
-    if retry_s is not None:
-        retry_after = _seconds(retry_s)
-        if retry_after is None:
-            when = http_date(retry_s)
-            if when is None:
-                problem = _unreadable("Retry-After", retry_s)
-            else:
-                retry_after = max(0.0, when - server_now)
-        if retry_after is not None and retry_after > MAX_BELIEVED_WAIT:
-            problem = "Retry-After more than a day ahead"
-    return _new(
-        AnswerInfo,
-        (limit, remaining, reset_epoch, reset_in, retry_after, server_date, now, problem),
-    )
+    return limit, reset_epoch, reset_in, server_date, limit_problem, problem
+
+
+# The last (Limit, Reset, Date) strings read against a Date, and their reading.
+# Replaced whole (one assignment), never changed in place; at first, a marker no
+# header equals.
+_NOTHING_READ: Final = object()
+_last: tuple[object, object, object, _Window] = (
+    _NOTHING_READ,
+    _NOTHING_READ,
+    _NOTHING_READ,
+    (None, None, None, None, None, None),
+)
 
 
 # The tuple constructor itself: the same value as AnswerInfo(...), without the
