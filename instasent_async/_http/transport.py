@@ -57,7 +57,7 @@ from .deadline import Deadlines
 from .options import DEFAULT_MAX_RESPONSE_BYTES, Timeouts
 from .pool import Pool
 
-__all__ = ["RequestStats", "Response", "Transport", "read_body"]
+__all__ = ["RequestStats", "Response", "Transport", "body_at_hand", "read_body"]
 
 log = logging.getLogger("instasent_async.transport")
 
@@ -142,6 +142,22 @@ class BodyTooLarge(Exception):
         super().__init__(f"the response body is larger than max_response_bytes={limit}")
         self.limit = limit
         self.prefix = prefix
+
+
+def body_at_hand(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body when it came with the head, else ``None``: ``read_body`` without a wait.
+
+    The usual small answer arrives in one piece, and aiohttp has fed its end (after
+    inflating all of a compressed one) before the request returns: what is buffered
+    is the body. Past ``limit``: ``BodyTooLarge``, as ``read_body``.
+    """
+    content = resp.content
+    if not content.is_eof():
+        return None
+    body = content.read_nowait()
+    if len(body) > limit:
+        raise BodyTooLarge(limit, body[:limit])
+    return body
 
 
 async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -413,7 +429,9 @@ class Transport:
                 raise
             raise ConfigurationError("the aiohttp session passed as session= is closed") from None
         try:
-            raw = await read_body(resp, self._max_bytes)
+            raw = body_at_hand(resp, self._max_bytes)
+            if raw is None:
+                raw = await read_body(resp, self._max_bytes)
         except BodyTooLarge as exc:
             resp.close()
             if safe or resp.status not in SUCCESSES[op.name]:
