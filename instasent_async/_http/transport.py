@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar, overload
 
 import aiohttp
 import orjson
@@ -60,6 +60,8 @@ from .pool import Pool
 __all__ = ["RequestStats", "Response", "Transport", "body_at_hand", "read_body"]
 
 log = logging.getLogger("instasent_async.transport")
+
+T = TypeVar("T")
 
 _EXCERPT: Final = 500
 
@@ -283,6 +285,36 @@ class Transport:
         if self._governor is None:
             self._emit = emit
 
+    @overload
+    async def request(
+        self,
+        op: Operation,
+        path: str,
+        *,
+        scope: str = ...,
+        params: Mapping[str, str] | str | None = ...,
+        json: Any = ...,
+        body: bytes | None = ...,
+        idempotent: bool | None = ...,
+        stats: RequestStats | None = ...,
+        read: None = ...,
+    ) -> Response: ...
+
+    @overload
+    async def request(
+        self,
+        op: Operation,
+        path: str,
+        *,
+        scope: str = ...,
+        params: Mapping[str, str] | str | None = ...,
+        json: Any = ...,
+        body: bytes | None = ...,
+        idempotent: bool | None = ...,
+        stats: RequestStats | None = ...,
+        read: Callable[[Response], T],
+    ) -> T: ...
+
     async def request(
         self,
         op: Operation,
@@ -294,14 +326,17 @@ class Transport:
         body: bytes | None = None,
         idempotent: bool | None = None,
         stats: RequestStats | None = None,
-    ) -> Response:
-        """Send one operation and return its successful answer.
+        read: Callable[[Response], Any] | None = None,
+    ) -> Any:
+        """Send one operation and return its successful answer (or ``read(answer)``).
 
         ``path`` is the rendered, encoded path; ``scope`` the bucket scope (``"org"``
         or the datasource id); ``params`` a mapping or a ready query string (bare
         flags such as ``_sync``); ``json`` is encoded with orjson unless ``body`` already
         holds encoded bytes; ``idempotent`` overrides the operation's own flag;
-        ``stats`` (optional) counts attempts, retries and rate-limit waits.
+        ``stats`` (optional) counts attempts, retries and rate-limit waits; ``read``
+        (optional) turns the successful answer into what is returned, so a caller
+        that only reads the answer needs no coroutine of its own.
 
         Raises:
             APIStatusError: (a subclass for) a status that is not a success of the
@@ -310,11 +345,16 @@ class Transport:
                 ``ResponseTooLargeError`` for a body over ``max_response_bytes``.
             AmbiguousOutcomeError: a non-idempotent operation may have reached the server.
             ConfigurationError: closed client, wrong event loop, bad token provider.
+            Whatever ``read`` raises (``APIResponseValidationError`` for a body
+                that does not have the operation's shape).
         """
         if _tracing.tracer is not None and not _tracing.inside.get():  # one span per operation
             stats = stats if stats is not None else RequestStats()
             kwargs = {"params": params, "json": json, "body": body, "idempotent": idempotent}
-            return await _tracing.traced(self.request, op, path, stats, scope=scope, **kwargs)
+            spanned: Response = await _tracing.traced(
+                self.request, op, path, stats, scope=scope, **kwargs
+            )
+            return spanned if read is None else read(spanned)  # the span ends with the answer
         if json is not None and body is None:
             body = orjson.dumps(json)
         url = URL(self._base + path, encoded=True)
@@ -329,7 +369,7 @@ class Transport:
             answer = await self._attempt(op, url, path, creds, scope, body, safe, stats)
             if isinstance(answer, Response):
                 if answer.status in successes:
-                    return answer
+                    return answer if read is None else read(answer)
                 outcome: Outcome = answer.status
                 if outcome == 429 and stats is not None:
                     stats.rate_limited += 1

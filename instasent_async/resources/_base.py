@@ -277,15 +277,25 @@ class Resource:
 
     # -- verbs -----------------------------------------------------------------
 
-    async def _get(
+    def _get(
         self,
         read: Callable[[Response], T],
         operation: Operation,
         *segments: object,
         params: Mapping[str, str] | None = None,
-    ) -> T:
-        """One answer, read by ``read`` (an ``entity_reader`` or a reader of its own)."""
-        return read(await self._send(operation, self._path(operation, *segments), params=params))
+    ) -> Awaitable[T]:
+        """One answer, read by ``read`` (an ``entity_reader`` or a reader of its own).
+
+        The transport applies ``read``: no coroutine of its own between the caller
+        and the transport.
+        """
+        return self._transport.request(
+            operation,
+            self._path(operation, *segments),
+            scope=self._scope,
+            params=params,
+            read=read,
+        )
 
     async def _collection(
         self,
