@@ -213,8 +213,9 @@ class Bucket:
         A failed probe (``status=None``) lets the next request probe. While the
         bucket is closed, probing or unknown, answers to requests sent before it
         got there are older news than the probe's and change nothing. Open or
-        unmanaged: implausible headers make the bucket unmanaged, missing ones
-        change nothing, others are folded by ``_fold``.
+        unmanaged: implausible headers make the bucket unmanaged, others are
+        folded by ``_fold``. Open, a request that brought no count back (it failed,
+        or its answer has none) counts as spent (``_spent_unseen``).
         """
         if permit.settled:
             return QUIET
@@ -223,6 +224,8 @@ class Bucket:
         if status is None:
             if permit.probe and self.mode == PROBING:
                 self.mode = UNKNOWN
+            elif self.mode == OPEN:
+                self._spent_unseen()
             return QUIET
         if status == 429:
             return self._refused(permit, info, now)
@@ -234,10 +237,24 @@ class Bucket:
         if info.implausible is not None:
             return self._unmanage(info.implausible)
         if info.remaining is None or info.reset_in is None:
+            if mode == OPEN:
+                self._spent_unseen()
             return QUIET
         if mode == UNMANAGED:
             return self._adopt(info, permit.sent_at, now)
         return self._fold(info, permit.sent_at, now)
+
+    def _spent_unseen(self) -> None:
+        """A request of ours brought no count back: believe one unit fewer is left.
+
+        It may well have reached the server and been counted (a dropped connection,
+        a proxy's error page), and nothing would tell us: counting it as spent keeps
+        the room we grant within the server's. The next answer with a count says how
+        many are left; one that says more raises the count again under ``_fold``'s
+        rule (``remaining_seen_at`` is left as it was for that).
+        """
+        if self.remaining:
+            self.remaining -= 1
 
     def _fold(self, info: AnswerInfo, sent_at: float, now: float) -> Notice:
         """An open bucket's answer: which window it speaks of decides what is believed.

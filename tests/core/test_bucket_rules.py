@@ -334,10 +334,20 @@ def test_a_probe_answered_5xx_without_headers_is_inconclusive() -> None:
     assert b.mode == UNKNOWN and permit(b, T0).probe
 
 
-def test_one_answer_without_headers_changes_nothing_in_an_open_bucket() -> None:
-    b = opened(2)
-    b.observe(permit(b, T0), 502, NOTHING, T0)
-    assert (b.mode, b.remaining) == (OPEN, 2)
+def test_a_request_without_a_count_back_is_spent_until_a_count_says_otherwise() -> None:
+    b = opened(4)
+    held = permit(b, T0 + 0.1)  # sent after the count of 4 was read
+    b.observe(permit(b, T0 + 0.1), 502, NOTHING, T0 + 0.2)  # a proxy's error page
+    assert (b.mode, b.remaining) == (OPEN, 3)  # still paced, one unit fewer
+    b.observe(permit(b, T0 + 0.2), None, None, T0 + 0.3)  # a dropped connection
+    assert b.remaining == 2
+    # The server had counted neither: the next count says so, and is believed.
+    b.observe(held, 200, relative(3, 9.5), T0 + 0.4)
+    assert b.remaining == 3
+    # The last unit of a window spent that way leaves no room.
+    b = opened(1)
+    b.observe(permit(b, T0), None, None, T0 + 0.1)
+    assert b.remaining == 0 and not isinstance(b.grant(T0 + 0.2), Permit)
 
 
 # -- the server's clock -----------------------------------------------------------------------
