@@ -111,10 +111,16 @@ class SharedBucket(_GovernedBucket):
         return permit
 
     def observe(
-        self, permit: Permit, status: int | None, info: AnswerInfo | None, now: float
+        self,
+        permit: Permit,
+        status: int | None,
+        info: AnswerInfo | None,
+        now: float,
+        *,
+        sent: bool = True,
     ) -> Notice:
         shared = permit in self.from_store
-        notice = super().observe(permit, status, info, now)
+        notice = super().observe(permit, status, info, now, sent=sent)
         if shared:
             self.from_store.discard(permit)
             probe = permit is self.shared_probe

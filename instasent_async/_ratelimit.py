@@ -263,7 +263,7 @@ class RateLimitGovernor:
             # Cancelled (or the loop was torn down): hold nothing, block no one.
             if fut.done() and not fut.cancelled():
                 if fut.exception() is None:
-                    self.release(fut.result(), None, None)
+                    self.release(fut.result(), None, None, sent=False)
             else:
                 self._forget(b, waiter)
                 with contextlib.suppress(ValueError):
@@ -277,15 +277,18 @@ class RateLimitGovernor:
             self.emit(RateLimitEvent(kind="wait", bucket=b.label, delay=waited))
         return permit
 
-    def release(self, permit: Permit, status: int | None, info: AnswerInfo | None) -> None:
+    def release(
+        self, permit: Permit, status: int | None, info: AnswerInfo | None, *, sent: bool = True
+    ) -> None:
         """Give a permit back with the answer's status and parsed headers.
 
         Call exactly once per permit, also when the request failed or was cancelled
-        (``status=None, info=None``); later calls are ignored. Never raises on
-        missing or garbage headers.
+        (``status=None, info=None``; ``sent=False`` when it certainly never reached
+        the server, so its unit was not spent); later calls are ignored. Never
+        raises on missing or garbage headers.
         """
         b: _GovernedBucket = permit.bucket  # type: ignore[assignment]
-        notice = b.observe(permit, status, info, self._clock())
+        notice = b.observe(permit, status, info, self._clock(), sent=sent)
         if permit is b.probe_permit:
             b.probe_permit = b.probe_loop = None
         if notice is not QUIET:

@@ -8,8 +8,9 @@ API (what a shell, or a shared store, calls):
 - ``bucket.grant(now) -> Permit | float | None``: a permit to send now, or the time
   to ask again (a float on the caller's clock), or ``None`` when only an answer can
   change anything (a probe is out).
-- ``bucket.observe(permit, status, info, now) -> Notice``: fold one answer in
-  (``status=None``: no answer, the request failed or was cancelled; ``info`` is the
+- ``bucket.observe(permit, status, info, now, sent=True) -> Notice``: fold one answer
+  in (``status=None``: no answer, the request failed or was cancelled, and
+  ``sent=False`` when it certainly never reached the server; ``info`` is the
   ``AnswerInfo`` of ``parse_answer``). Call it exactly once per permit; later calls
   are ignored. The ``Notice`` says what changed that a shell may tell its users
   (closed, unmanaged, limit changed, reopened); ``QUIET`` when nothing did.
@@ -206,7 +207,13 @@ class Bucket:
     # -- answers ---------------------------------------------------------------------
 
     def observe(
-        self, permit: Permit, status: int | None, info: AnswerInfo | None, now: float
+        self,
+        permit: Permit,
+        status: int | None,
+        info: AnswerInfo | None,
+        now: float,
+        *,
+        sent: bool = True,
     ) -> Notice:
         """Fold the answer to ``permit`` into the bucket (see the module docstring).
 
@@ -215,7 +222,9 @@ class Bucket:
         got there are older news than the probe's and change nothing. Open or
         unmanaged: implausible headers make the bucket unmanaged, others are
         folded by ``_fold``. Open, a request that brought no count back (it failed,
-        or its answer has none) counts as spent (``_spent_unseen``).
+        or its answer has none) counts as spent (``_spent_unseen``), unless
+        ``sent=False`` says it certainly never reached the server (a permit given
+        back unused, a connection refused).
         """
         if permit.settled:
             return QUIET
@@ -224,7 +233,7 @@ class Bucket:
         if status is None:
             if permit.probe and self.mode == PROBING:
                 self.mode = UNKNOWN
-            elif self.mode == OPEN:
+            elif sent and self.mode == OPEN:
                 self._spent_unseen()
             return QUIET
         if status == 429:

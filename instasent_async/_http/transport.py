@@ -429,8 +429,11 @@ class Transport:
                     deadlines.leave(watched)
                 if permit is not None:
                     assert governor is not None
-                    got = answer if isinstance(answer, Response) else _NO_ANSWER
-                    governor.release(permit, got.status, got.info)
+                    if isinstance(answer, Response):
+                        governor.release(permit, answer.status, answer.info)
+                    else:  # no answer: its unit is spent unless it certainly never left
+                        unsent = answer is not None and _classify_failure(answer) == "not_sent"
+                        governor.release(permit, None, None, sent=not unsent)
             return answer
         finally:
             if semaphore is not None:
@@ -587,16 +590,6 @@ class Transport:
 
 
 _CONTENT_TYPE: Final = {"Content-Type": JSON_CT}
-
-
-class _NoAnswer:
-    """What the governor learns from an attempt that got no answer: nothing."""
-
-    status = None
-    info = None
-
-
-_NO_ANSWER: Final = _NoAnswer()
 
 
 def _describe(exc: BaseException) -> str:

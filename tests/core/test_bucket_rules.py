@@ -344,6 +344,10 @@ def test_a_request_without_a_count_back_is_spent_until_a_count_says_otherwise() 
     # The server had counted neither: the next count says so, and is believed.
     b.observe(held, 200, relative(3, 9.5), T0 + 0.4)
     assert b.remaining == 3
+    # A request that certainly never left (given back unused, a refused connection)
+    # spent nothing.
+    b.observe(permit(b, T0 + 0.5), None, None, T0 + 0.6, sent=False)
+    assert b.remaining == 3
     # The last unit of a window spent that way leaves no room.
     b = opened(1)
     b.observe(permit(b, T0), None, None, T0 + 0.1)

@@ -436,3 +436,33 @@ async def test_a_retry_after_a_year_ahead_is_not_believed(scripted: ScriptedServ
     assert project.uid == "proj_demo" and handler.calls == 2
     (throttled,) = [e for e in events if e.kind == "throttled"]
     assert throttled.delay == 0.5  # treated as a 429 announcing no wait: the backoff
+
+
+async def test_a_request_that_never_left_keeps_its_unit_and_a_dropped_one_spends_it() -> None:
+    # An hour's window: no reset falls inside the test (but once in thousands of runs).
+    async with FakeInstasent(rate_limit=100, window=3600.0) as server:
+        governor = RateLimitGovernor()
+        once = RetryPolicy.none()
+        common = {"project": "proj_demo", "rate_limit": governor, "retry": once}
+        async with (
+            Instasent(server.product_token, base_url=server.base_url, **common) as client,
+            # The same token on a closed port: the same bucket, a refused connection.
+            Instasent(server.product_token, base_url="http://127.0.0.1:9/v1", **common) as down,
+        ):
+            await client.project.get()
+            (bucket,) = client.rate_limits
+            left = bucket.remaining
+            assert left is not None
+            with pytest.raises(APIConnectionError):
+                await down.project.get()
+            assert client.rate_limits[0].remaining == left  # never reached a server
+            # Two drops: aiohttp itself sends a GET again once when a kept-alive
+            # connection drops; the server counts both and answers neither.
+            server.drop_next(2, after_processing=True)
+            with pytest.raises(APIConnectionError):
+                await client.project.get()
+            # One permit brought no count back: its unit is believed spent.
+            assert client.rate_limits[0].remaining == left - 1
+            await client.project.get()
+            # The next count is the server's, whatever it counted meanwhile.
+            assert client.rate_limits[0].remaining == 100 - server.count("GET", PROJECT)
