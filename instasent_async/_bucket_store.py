@@ -25,7 +25,7 @@ from typing import Any, Final, Literal, Protocol
 from ._core.bucket import OPEN, Notice, Permit
 from ._core.headers import AnswerInfo
 from ._core.timing import window_of
-from ._ratelimit import _GovernedBucket
+from ._governed import GovernedBucket
 from ._ratelimit_values import BucketKey
 from ._redis_store import Lease, Observation, StoreUnavailable
 
@@ -77,7 +77,7 @@ class BucketStore(Protocol):
     async def aclose(self) -> None: ...
 
 
-class SharedBucket(_GovernedBucket):
+class SharedBucket(GovernedBucket):
     """A governed bucket whose permits come from the store while it answers.
 
     ``grant`` asks the link; in fallback the core decides from the headers as it
@@ -159,7 +159,7 @@ class StoreLinks:
         self,
         store: BucketStore,
         clock: Callable[[], float],
-        dispatch: Callable[[_GovernedBucket], None],
+        dispatch: Callable[[GovernedBucket], None],
     ) -> None:
         self.store = store
         self.clock = clock

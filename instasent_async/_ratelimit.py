@@ -16,13 +16,13 @@ import datetime as _dt
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from ._core.bucket import CLOSED, OPEN, QUIET, UNMANAGED, Bucket, Notice, Permit
+from ._core.bucket import CLOSED, OPEN, QUIET, UNMANAGED, Notice, Permit
 from ._core.headers import AnswerInfo
 from ._errors import RateLimitError, RateLimitInfo
+from ._governed import GovernedBucket, LoopTimer, Waiter
 from ._ratelimit_values import (
     DEFAULT_MAX_WAIT,
     BucketKey,
@@ -52,43 +52,6 @@ log = logging.getLogger("instasent_async.ratelimit")
 _MAX_BUCKETS: Final = 4096
 _UTC: Final = _dt.timezone.utc
 _DEFAULT: Any = object()
-
-
-class _Waiter:
-    __slots__ = ("future", "give_up_at", "give_up_timer", "loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, give_up_at: float) -> None:
-        self.loop = loop
-        self.future: asyncio.Future[Permit] = loop.create_future()
-        self.give_up_at = give_up_at
-        self.give_up_timer: asyncio.TimerHandle | None = None
-
-
-class _LoopTimer:
-    """The waiters of one bucket on one event loop, and that loop's wake-up timer."""
-
-    __slots__ = ("at", "handle", "waiters")
-
-    def __init__(self) -> None:
-        self.waiters = 0
-        self.handle: asyncio.TimerHandle | None = None
-        self.at = 0.0
-
-
-class _GovernedBucket(Bucket):
-    """A core bucket plus what the shell keeps beside it."""
-
-    __slots__ = ("key", "label", "loops", "probe_loop", "probe_permit", "said_unmanaged", "waiters")
-
-    def __init__(self, key: BucketKey, spread_pacing: bool) -> None:
-        super().__init__(spread_pacing)
-        self.key = key
-        self.label = f"{key.scope}/{key.rate_class}"
-        self.waiters: deque[_Waiter] = deque()
-        self.loops: dict[asyncio.AbstractEventLoop, _LoopTimer] = {}
-        self.probe_permit: Permit | None = None
-        self.probe_loop: asyncio.AbstractEventLoop | None = None
-        self.said_unmanaged = False
 
 
 class RateLimitGovernor:
@@ -132,7 +95,7 @@ class RateLimitGovernor:
         self._listeners: list[Callable[[RateLimitEvent], None]] = []
         self._clock = clock
         self._wall = wall_clock
-        self._buckets: dict[BucketKey, _GovernedBucket] = {}
+        self._buckets: dict[BucketKey, GovernedBucket] = {}
         self._waits = 0
         self._links: StoreLinks | None = None
         if store is not None:
@@ -185,14 +148,14 @@ class RateLimitGovernor:
 
     # -- permits ------------------------------------------------------------
 
-    def _bucket(self, key: BucketKey) -> _GovernedBucket:
+    def _bucket(self, key: BucketKey) -> GovernedBucket:
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= _MAX_BUCKETS:
                 self._sweep()
             links = self._links
             bucket = self._buckets[key] = (
-                _GovernedBucket(key, self._spread)
+                GovernedBucket(key, self._spread)
                 if links is None
                 else links.bucket(key, self._spread)
             )
@@ -247,11 +210,11 @@ class RateLimitGovernor:
                 if got.probe:
                     self._probing(b, got, loop)
                 return got
-        waiter = _Waiter(loop, math.inf if max_wait is None else started + max_wait)
+        waiter = Waiter(loop, math.inf if max_wait is None else started + max_wait)
         b.waiters.append(waiter)
         timer = b.loops.get(loop)
         if timer is None:
-            timer = b.loops[loop] = _LoopTimer()
+            timer = b.loops[loop] = LoopTimer()
         timer.waiters += 1
         if max_wait is not None:
             waiter.give_up_timer = loop.call_later(max_wait, self._give_up, b, waiter)
@@ -287,7 +250,7 @@ class RateLimitGovernor:
         the server, so its unit was not spent); later calls are ignored. Never
         raises on missing or garbage headers.
         """
-        b: _GovernedBucket = permit.bucket  # type: ignore[assignment]
+        b: GovernedBucket = permit.bucket  # type: ignore[assignment]
         notice = b.observe(permit, status, info, self._clock(), sent=sent)
         if permit is b.probe_permit:
             b.probe_permit = b.probe_loop = None
@@ -296,12 +259,12 @@ class RateLimitGovernor:
         if b.waiters:
             self._dispatch(b)
 
-    def _probing(self, b: _GovernedBucket, permit: Permit, loop: asyncio.AbstractEventLoop) -> None:
+    def _probing(self, b: GovernedBucket, permit: Permit, loop: asyncio.AbstractEventLoop) -> None:
         """Remember the probe and its loop: a probe lost with a closed loop ends."""
         b.probe_permit = permit
         b.probe_loop = loop
 
-    def _tell(self, b: _GovernedBucket, notice: Notice) -> None:
+    def _tell(self, b: GovernedBucket, notice: Notice) -> None:
         """Log and emit what the core says changed."""
         if notice.closed_for is not None:
             log.debug("bucket %s throttled (429): closed for %.3fs", b.label, notice.closed_for)
@@ -321,7 +284,7 @@ class RateLimitGovernor:
 
     # -- waking waiters -----------------------------------------------------
 
-    def _forget(self, b: _GovernedBucket, waiter: _Waiter) -> None:
+    def _forget(self, b: GovernedBucket, waiter: Waiter) -> None:
         """``waiter`` leaves the queue: stop its give-up timer, count it off its loop."""
         if waiter.give_up_timer is not None:
             waiter.give_up_timer.cancel()
@@ -333,7 +296,7 @@ class RateLimitGovernor:
                     timer.handle.cancel()
                 del b.loops[waiter.loop]
 
-    def _dispatch(self, b: _GovernedBucket) -> None:
+    def _dispatch(self, b: GovernedBucket) -> None:
         """Grant permits to waiters in FIFO order; fail those that would wait too long.
 
         Waiters whose loop is closed are dropped (their tasks are gone), and so is
@@ -378,11 +341,11 @@ class RateLimitGovernor:
             timer.at = wake
             timer.handle = loop.call_at(loop.time() + (wake - now), self._on_timer, b, timer)
 
-    def _on_timer(self, b: _GovernedBucket, timer: _LoopTimer) -> None:
+    def _on_timer(self, b: GovernedBucket, timer: LoopTimer) -> None:
         timer.handle = None
         self._dispatch(b)
 
-    def _give_up(self, b: _GovernedBucket, waiter: _Waiter) -> None:
+    def _give_up(self, b: GovernedBucket, waiter: Waiter) -> None:
         """A waiter's ``max_wait`` passed without a permit."""
         waiter.give_up_timer = None
         if waiter.future.done():
@@ -394,9 +357,7 @@ class RateLimitGovernor:
         expected = b.reopen_at if mode == CLOSED else b.window_ends_at if mode == OPEN else None
         self._fail(b, waiter, expected, now)
 
-    def _fail(
-        self, b: _GovernedBucket, waiter: _Waiter, expected: float | None, now: float
-    ) -> None:
+    def _fail(self, b: GovernedBucket, waiter: Waiter, expected: float | None, now: float) -> None:
         self._forget(b, waiter)
         if waiter.future.done() or waiter.loop.is_closed():
             return

@@ -24,9 +24,10 @@ are missing or not believable: permits flow freely).
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple
+from typing import Final
 
 from .headers import AnswerInfo
+from .permit import QUIET, Notice, Permit
 from .timing import compare_window, paced_wake, window_of
 
 __all__ = ["QUIET", "Bucket", "Notice", "Permit"]
@@ -58,36 +59,6 @@ FOREIGN_MEMORY: Final = 2.0
 # Pacing grants this much early, so float rounding never leaves a timer firing a hair too
 # soon (larger than the rounding of an epoch-sized clock).
 _EPSILON: Final = 1e-6
-
-
-class Notice(NamedTuple):
-    """What one answer changed that a shell may tell its users.
-
-    ``closed_for``: a 429 closed (or kept closed) the bucket for this many seconds.
-    ``unmanaged_because``: the bucket just stopped pacing, and why.
-    ``limit_change``: (previous, new) ``X-RateLimit-Limit``.
-    ``reopened``: the probe after a 429 was answered and the bucket is open again.
-    """
-
-    closed_for: float | None = None
-    unmanaged_because: str | None = None
-    limit_change: tuple[int, int] | None = None
-    reopened: bool = False
-
-
-QUIET: Final = Notice()
-
-
-class Permit:
-    """The right to send one request in ``bucket``; hand it back to ``observe``."""
-
-    __slots__ = ("bucket", "probe", "sent_at", "settled")
-
-    def __init__(self, bucket: Bucket, sent_at: float, probe: bool) -> None:
-        self.bucket = bucket
-        self.sent_at = sent_at
-        self.probe = probe
-        self.settled = False
 
 
 class Bucket:

@@ -2,20 +2,29 @@
 
 An absolute ``Reset`` is on the server's clock; ``server_offset`` estimates that
 clock from the answers' ``Date`` headers so a window's end is never placed early.
-``paced_wake`` says when spread pacing grants again. Pure functions over a
-``Bucket``'s fields.
+``paced_wake`` says when spread pacing grants again. Pure functions over the
+window fields of a bucket (``WindowState``, which ``Bucket`` is).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 from .headers import AnswerInfo
 
-if TYPE_CHECKING:
-    from .bucket import Bucket
+__all__ = ["WindowState", "compare_window", "paced_wake", "server_offset", "window_of"]
 
-__all__ = ["compare_window", "paced_wake", "server_offset", "window_of"]
+
+class WindowState(Protocol):
+    """The fields of a bucket that these functions read and write."""
+
+    window_key: float
+    window_key_tolerance: float
+    window_date: float | None
+    server_offset_low: float | None
+    server_offset_previous: float | None
+    server_offset_renew_at: float
+
 
 # Samples of the server clock's offset are forgotten after two of these (drift).
 _OFFSET_PERIOD: Final = 30.0
@@ -33,7 +42,7 @@ def paced_wake(next_at: float, ends: float, slope: float) -> float:
     return (next_at - slope * ends) / (1.0 - slope)
 
 
-def compare_window(bucket: Bucket, key: float, tolerance: float) -> int:
+def compare_window(bucket: WindowState, key: float, tolerance: float) -> int:
     """-1, 0 or 1: the window keyed ``key`` is older than, the same as or newer than ours.
 
     Absolute and relative resets cannot be compared: a change of kind is newer.
@@ -48,7 +57,7 @@ def compare_window(bucket: Bucket, key: float, tolerance: float) -> int:
 
 
 def window_of(
-    bucket: Bucket, info: AnswerInfo, sent_at: float, now: float
+    bucket: WindowState, info: AnswerInfo, sent_at: float, now: float
 ) -> tuple[float, float, float]:
     """(window key, key tolerance, local time of the reset) of an answer with a reset.
 
@@ -67,7 +76,7 @@ def window_of(
     return ends, (1.0 if reset_in.is_integer() else 0.05), ends
 
 
-def server_offset(bucket: Bucket, date: float, sent_at: float, now: float) -> float:
+def server_offset(bucket: WindowState, date: float, sent_at: float, now: float) -> float:
     """The server clock minus ours, never above the truth: deadlines are never early.
 
     The server stamped ``date`` (truncated to the second) between ``sent_at`` and
