@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "EXIT_API",
+    "EXIT_BROKEN_PIPE",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_REJECTED",
@@ -21,6 +22,8 @@ EXIT_API = 3
 """The API refused the work or could not be reached (token rejected, not found...)."""
 EXIT_INTERRUPTED = 130
 """Interrupted by Ctrl-C (SIGINT)."""
+EXIT_BROKEN_PIPE = 141
+"""Whoever read the output stopped reading (``| head``): what a shell reports for SIGPIPE."""
 
 
 class UsageError(Exception):

@@ -7,7 +7,8 @@ Each lives in its own module and registers its sub-parser here.
 
 Exit codes (``codes.py``): 0 success; 1 an ingestion finished with rejected or failed
 items; 2 usage, bad or empty input, or configuration errors; 3 API errors (token
-rejected, not found, server unreachable...); 130 interrupted by Ctrl-C.
+rejected, not found, server unreachable...); 130 interrupted by Ctrl-C; 141 the reader
+of the output went away (``| head``), quietly, as other command-line tools do.
 
 The token comes from ``--token`` or ``INSTASENT_TOKEN`` and is never printed.
 """
@@ -15,13 +16,14 @@ The token comes from ``--token`` or ``INSTASENT_TOKEN`` and is never printed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from .._version import __version__
 from . import demo, ingest, serve_fake, whoami
 from .access import add_access_options
-from .codes import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from .codes import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from .output import warn
 
 __all__ = ["build_parser", "main"]
@@ -33,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="instasent-async",
         description="Command line for the Instasent Product and Ingest APIs.",
         epilog="Exit codes: 0 ok, 1 items rejected or failed, 2 usage or bad input, "
-        "3 API error, 130 interrupted.",
+        "3 API error, 130 interrupted, 141 output closed by its reader.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     access = argparse.ArgumentParser(add_help=False)
@@ -66,4 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         warn("\ninterrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Nobody reads stdout any more: no traceback, and no second error when
+        # Python flushes it at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return code

@@ -1323,3 +1323,22 @@ def test_a_run_stops_when_the_server_is_gone_and_resumes_exactly_the_rest(
     finally:
         fake.proc.send_signal(signal.SIGINT)
         fake.finish()
+
+
+def test_output_cut_short_by_its_reader_ends_quietly_with_141() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "instasent_async", "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            first = proc.stdout.readline()  # like `| head -1`: one line, then gone
+            proc.stdout.close()
+            errors = proc.stderr.read().decode()
+            code = proc.wait(timeout=60)
+        finally:
+            proc.kill()
+    assert first.startswith(b"instasent-async demo")
+    assert "Traceback" not in errors and "BrokenPipeError" not in errors, errors
+    assert code == 141
