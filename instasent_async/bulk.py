@@ -27,18 +27,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import sys
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
-from itertools import repeat
-from typing import IO, Any, Literal, Protocol, TypedDict, overload
+from typing import Any, Literal, Protocol, TypedDict
 
-import orjson
-
+from ._bulk_items import (
+    MISSING_EVENT_ID,
+    NON_FINITE,
+    Batch,
+    Errors,
+    missing_event_ids,
+    non_finite,
+    unencodable,
+    unencodable_errors,
+)
 from ._convert import to_wire_items
 from ._core.batch import BatchOutcome, read_batch
+from ._dead_letter import DeadLetter
 from ._errors import (
     AmbiguousOutcomeError,
     APIConnectionError,
@@ -59,6 +66,8 @@ from .models.ingest import FailedItem, IngestReport, RejectedItem
 __all__ = [
     "BATCH_SIZE",
     "DEFAULT_KEEP_ITEMS",
+    "MISSING_EVENT_ID",
+    "NON_FINITE",
     "IngestOptions",
     "Locate",
     "ProgressCallback",
@@ -78,7 +87,6 @@ DEFAULT_KEEP_ITEMS = 1000
 Source = Iterable[Any] | AsyncIterable[Any]
 ProgressCallback = Callable[[IngestReport], None]
 Locate = Callable[[int], "int | None"]
-Errors = dict[str, list[str]]
 
 
 class IngestOptions(TypedDict, total=False):
@@ -103,137 +111,9 @@ class SendBatch(Protocol):
 
 _FATAL = (AuthenticationError, PermissionDeniedError, NotFoundError)
 
-MISSING_EVENT_ID = (
-    "missing _event_id: the server deduplicates events on it, so without one a retry "
-    "could store the event twice"
-)
-NON_FINITE = "NaN and infinity cannot be sent: JSON has no such numbers"
 
 # The clock of the unreachable-API rule (tests replace it).
 _clock: Callable[[], float] = time.monotonic
-
-
-class _Batch(Sequence[Any]):
-    """The wire items of one request, and the source records they came from.
-
-    The batch covers source positions ``start .. end - 1``; item ``i`` of the
-    request is at position ``position(i)`` (``start + i`` until items are set
-    aside, then the ``positions`` list). Once built, the batch holds its
-    encoded ``body`` and nothing else: the wire dicts are decoded from it again
-    only when an answer needs them (a rejection, a failure, a dead letter).
-    """
-
-    __slots__ = ("_wire", "body", "end", "idempotent", "positions", "size", "start")
-
-    def __init__(self, start: int, wire: list[Any]) -> None:
-        self.start = start
-        self.end = start + len(wire)
-        self.size = len(wire)
-        self._wire: list[Any] | None = wire
-        self.positions: list[int] | None = None
-        self.idempotent = True
-        self.body = b""
-
-    @property
-    def wire(self) -> list[Any]:
-        """The wire items (decoded from the body once it is built)."""
-        if self._wire is None:
-            self._wire = orjson.loads(self.body)
-        return self._wire
-
-    def __len__(self) -> int:
-        return self.size
-
-    @overload
-    def __getitem__(self, index: int) -> Any: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Any]: ...
-
-    def __getitem__(self, index: int | slice) -> Any:
-        return self.wire[index]
-
-    def position(self, i: int) -> int:
-        """The source position of item ``i``."""
-        return self.start + i if self.positions is None else self.positions[i]
-
-    def drop(self, indices: Iterable[int]) -> None:
-        """Take the items at ``indices`` out of the request (they were accounted for)."""
-        gone = set(indices)
-        keep = [i for i in range(self.size) if i not in gone]
-        wire = self.wire
-        self.positions = [self.position(i) for i in keep]
-        self._wire = [wire[i] for i in keep]
-        self.size = len(keep)
-
-    def encode(self) -> None:
-        """Encode the request body.
-
-        Raises:
-            TypeError (orjson.JSONEncodeError): an item cannot be encoded.
-        """
-        self.body = orjson.dumps(self.wire)
-
-    def release(self) -> None:
-        """Let go of the wire items: from now on the body is the batch."""
-        self._wire = None
-
-
-class _DeadLetter:
-    """Rejected and failed items as NDJSON lines; the file is created at the first line."""
-
-    __slots__ = ("_file", "_path", "dirty")
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._path = path
-        self._file: IO[bytes] | None = None
-        self.dirty = False
-
-    @staticmethod
-    def check(path: str | os.PathLike[str]) -> None:
-        """Check that the file can be written, without creating it.
-
-        Raises:
-            ConfigurationError: the path is a directory, its directory does not
-                exist or cannot be written, or the existing file cannot be written.
-        """
-        name = os.fspath(path)
-        where = f"cannot write the dead letter {name!r}"
-        if os.path.isdir(name):
-            raise ConfigurationError(f"{where}: it is a directory")
-        if os.path.exists(name):
-            try:
-                with open(name, "ab"):
-                    pass
-            except OSError as exc:
-                raise ConfigurationError(f"{where}: {exc.strerror or exc}") from None
-            return
-        parent = os.path.dirname(os.path.abspath(name))
-        if not os.path.isdir(parent):
-            raise ConfigurationError(f"{where}: the directory {parent!r} does not exist")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise ConfigurationError(f"{where}: the directory {parent!r} is not writable")
-
-    def write(self, record: dict[str, Any]) -> None:
-        """Append one line (``OSError`` when the file cannot be written)."""
-        try:
-            line = orjson.dumps(record, default=repr, option=orjson.OPT_NON_STR_KEYS)
-        except TypeError:
-            line = orjson.dumps({**record, "item": repr(record["item"])}, default=repr)
-        if self._file is None:
-            self._file = open(self._path, "wb")  # noqa: SIM115 - closed in close()
-        self._file.write(line + b"\n")
-        self.dirty = True
-
-    def flush(self) -> None:
-        if self._file is not None and self.dirty:
-            self.dirty = False
-            self._file.flush()
-
-    def close(self) -> None:
-        file, self._file = self._file, None
-        if file is not None:
-            file.close()
 
 
 class _Engine:
@@ -257,7 +137,7 @@ class _Engine:
         self.concurrency = concurrency
         self.batch_size = batch_size
         self.on_progress = on_progress
-        self.dead = _DeadLetter(dead_letter) if dead_letter is not None else None
+        self.dead = DeadLetter(dead_letter) if dead_letter is not None else None
         self.require_event_id = require_event_id
         self.keep = sys.maxsize if keep_items is None else keep_items
         self.locate = locate
@@ -268,7 +148,7 @@ class _Engine:
         # Why the run stops early (raised at the end with the report).
         self.fatal: BaseException | None = None
         self.pending: list[Any] = []
-        self.queue: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=concurrency)
+        self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=concurrency)
         self.started = time.perf_counter()
         # Unreachable API: batches in a row that could not connect, since when.
         self.down_batches = 0
@@ -300,12 +180,12 @@ class _Engine:
         if self.dead is not None:
             self.dead_letter(position, line, status, None, reason, item)
 
-    def fail_batch(self, batch: _Batch, reason: str, status: int | None = None) -> None:
+    def fail_batch(self, batch: Batch, reason: str, status: int | None = None) -> None:
         wire = batch.wire
         for i in range(batch.size):
             self.fail(batch.position(i), wire[i], reason, status)
 
-    def record(self, batch: _Batch, outcome: BatchOutcome, status: int) -> None:
+    def record(self, batch: Batch, outcome: BatchOutcome, status: int) -> None:
         """Account for a read answer (its indices are indices into the batch)."""
         self.report.accepted += outcome.accepted
         if outcome.rejected or outcome.unknown:
@@ -425,20 +305,20 @@ class _Engine:
 
     # -- producing --------------------------------------------------------------
 
-    def make_batch(self, items: list[Any], offset: int) -> _Batch | None:
+    def make_batch(self, items: list[Any], offset: int) -> Batch | None:
         """The encoded batch; items that cannot be sent are rejected here.
 
         Encoding happens here, not when a worker takes the batch: a batch waiting
         in the queue or in flight holds its body, not the caller's objects.
         """
         try:
-            batch = _Batch(offset, to_wire_items(items))
+            batch = Batch(offset, to_wire_items(items))
         except Exception:
             wire = self.wire_by_item(items, offset)
-            batch = _Batch(offset, wire)
+            batch = Batch(offset, wire)
             batch.drop(i for i, w in enumerate(wire) if w is None)
         if self.events and batch.size:
-            missing = _missing_event_ids(batch.wire)
+            missing = missing_event_ids(batch.wire)
             if missing and self.require_event_id:
                 self.set_aside(batch, missing, lambda i: {"_event_id": [MISSING_EVENT_ID]})
             elif missing:
@@ -448,13 +328,13 @@ class _Engine:
         try:
             batch.encode()
         except TypeError:
-            self.set_aside(batch, _unencodable(batch.wire), _unencodable_errors(batch.wire))
+            self.set_aside(batch, unencodable(batch.wire), unencodable_errors(batch.wire))
             if not batch.size:
                 return None
             batch.encode()
         # orjson writes NaN and infinity as null: only a batch with a null can hold one.
         if b"null" in batch.body:
-            bad = {i: path for i, w in enumerate(batch.wire) if (path := _non_finite(w, ""))}
+            bad = {i: path for i, w in enumerate(batch.wire) if (path := non_finite(w, ""))}
             if bad:
                 self.set_aside(batch, bad, lambda i: {bad[i] or "_": [NON_FINITE]})
                 if not batch.size:
@@ -464,7 +344,7 @@ class _Engine:
         return batch
 
     def set_aside(
-        self, batch: _Batch, indices: Iterable[int], errors: Callable[[int], Errors]
+        self, batch: Batch, indices: Iterable[int], errors: Callable[[int], Errors]
     ) -> None:
         """Reject the items at ``indices`` before sending and take them out of the batch."""
         indices = list(indices)
@@ -573,7 +453,7 @@ class _Engine:
                 self.settle(batch.start, batch.end)
                 self.progress()
 
-    async def send_batch(self, batch: _Batch) -> None:
+    async def send_batch(self, batch: Batch) -> None:
         sent_at = _clock()
         try:
             response = await self.send(
@@ -634,7 +514,7 @@ class _Engine:
             self.answered()
             self.read_answer(batch, response.status, decode_body(response.body))
 
-    def read_answer(self, batch: _Batch, status: int, body: Any) -> None:
+    def read_answer(self, batch: Batch, status: int, body: Any) -> None:
         outcome = read_batch(status, body, batch)
         if outcome.accepted == batch.size and outcome.raw is None:
             self.report.accepted += batch.size  # the usual answer: nothing else to record
@@ -707,72 +587,11 @@ def _consume(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-async def _put_shielded(queue: asyncio.Queue[_Batch | None], value: None) -> None:
+async def _put_shielded(queue: asyncio.Queue[Batch | None], value: None) -> None:
     try:
         queue.put_nowait(value)
     except asyncio.QueueFull:
         await asyncio.shield(queue.put(value))
-
-
-def _event_id(wire: Any) -> bool:
-    try:
-        value = wire.get("_event_id")
-    except AttributeError:
-        return False
-    return value is not None and value != ""
-
-
-def _missing_event_ids(wire: list[Any]) -> list[int]:
-    """Indices of the wire items without an ``_event_id`` (see ``_event_id``)."""
-    try:
-        # Wire items are dicts: every id read in C, and none missing, the usual case.
-        if all(map(dict.get, wire, repeat("_event_id"))):
-            return []
-    except TypeError:
-        pass
-    return [i for i, w in enumerate(wire) if not _event_id(w)]
-
-
-def _unencodable(wire: list[Any]) -> list[int]:
-    """Indices of the wire items orjson cannot encode."""
-    bad = []
-    for i, item in enumerate(wire):
-        try:
-            orjson.dumps(item)
-        except TypeError:
-            bad.append(i)
-    return bad
-
-
-def _unencodable_errors(wire: list[Any]) -> Callable[[int], Errors]:
-    def errors(i: int) -> Errors:
-        try:
-            orjson.dumps(wire[i])
-        except TypeError as exc:
-            return {"_": [f"cannot be sent as JSON: {exc}"]}
-        return {"_": ["cannot be sent as JSON"]}
-
-    return errors
-
-
-def _non_finite(value: Any, path: str) -> str | None:
-    """The path of the first NaN or infinity in a wire value (``"_"`` at the top), or None."""
-    kind = type(value)
-    if kind is float or isinstance(value, float):
-        return None if math.isfinite(value) else path or "_"
-    if kind is dict or isinstance(value, dict):
-        for key, sub in value.items():
-            if type(sub) in (str, int, bool) or sub is None:
-                continue
-            found = _non_finite(sub, f"{path}.{key}" if path else str(key))
-            if found:
-                return found
-    elif kind is list or kind is tuple:
-        for index, sub in enumerate(value):
-            found = _non_finite(sub, f"{path}[{index}]")
-            if found:
-                return found
-    return None
 
 
 def _check_options(
@@ -883,7 +702,7 @@ async def run_ingest(
         source, concurrency, batch_size, keep_items, locate, unreachable_for, unreachable_batches
     )
     if dead_letter is not None:
-        _DeadLetter.check(dead_letter)
+        DeadLetter.check(dead_letter)
     engine = _Engine(
         send,
         kind=kind,

@@ -1,6 +1,6 @@
 """The bulk engine's fast paths agree with the per-item rules they shortcut.
 
-``_missing_event_ids`` (a vectorised check for all-dict batches) against the
+``missing_event_ids`` (a vectorised check for all-dict batches) against the
 per-item ``_event_id`` rule, and the engine's lazy positions (``offset`` until
 items are set aside) against positions computed independently, on random
 inputs mixing good items, models, non-items, events without ids, values JSON
@@ -19,13 +19,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from instasent_async._bulk_items import has_event_id, missing_event_ids
 from instasent_async._http.transport import RequestStats, Response
 from instasent_async.bulk import (
     MISSING_EVENT_ID,
     NON_FINITE,
     _Engine,
-    _event_id,
-    _missing_event_ids,
     run_ingest,
 )
 from instasent_async.models import Event
@@ -46,8 +45,8 @@ def wire_item(draw: st.DrawFn) -> Any:
 
 @given(wire=st.lists(wire_item(), max_size=12))
 def test_missing_event_ids_agrees_with_the_per_item_rule(wire: list[Any]) -> None:
-    expected = [i for i, w in enumerate(wire) if not _event_id(w)]
-    assert _missing_event_ids(wire) == expected
+    expected = [i for i, w in enumerate(wire) if not has_event_id(w)]
+    assert missing_event_ids(wire) == expected
 
 
 def test_missing_event_ids_finds_each_kind_of_missing_id() -> None:
@@ -59,8 +58,8 @@ def test_missing_event_ids_finds_each_kind_of_missing_id() -> None:
         {"_event_id": 0},  # present: only None and "" count as missing
         {"_event_id": False},
     ]
-    assert _missing_event_ids(wire) == [1, 2, 3]
-    assert _missing_event_ids(wire[:1] + wire[4:]) == []
+    assert missing_event_ids(wire) == [1, 2, 3]
+    assert missing_event_ids(wire[:1] + wire[4:]) == []
 
 
 def _response(body: Any) -> Response:
