@@ -271,11 +271,11 @@ async def test_waiting_for_a_free_connection_counts_against_the_deadline_only(
         project="proj_demo",
         base_url=scripted.url,
         max_connections=1,
-        timeout=0.25,  # also the deadline: the last in the queue wait longer than that
+        timeout=0.5,  # also the deadline: the last in the queue (~0.8 s) wait longer than that
         retry=RetryPolicy.none(),
     ) as client:
         outcomes = await asyncio.gather(
-            *(client.project.get() for _ in range(5)), return_exceptions=True
+            *(client.project.get() for _ in range(8)), return_exceptions=True
         )
     assert outcomes[0].uid == "proj_demo"  # type: ignore[union-attr]
     assert isinstance(outcomes[-1], APITimeoutError)
