@@ -49,6 +49,21 @@ PROJECT_ENV = "INSTASENT_PROJECT"
 BASE_URL_ENV = "INSTASENT_BASE_URL"
 
 
+def _governor_of(rate_limit: object, max_wait: float | None) -> RateLimitGovernor | None:
+    """The governor ``rate_limit=`` asks for: a new one for ``"auto"``, none, or the one given.
+
+    Raises:
+        ConfigurationError: anything else.
+    """
+    if rate_limit == "auto":
+        return RateLimitGovernor(max_wait=max_wait)
+    if rate_limit is None or isinstance(rate_limit, RateLimitGovernor):
+        return rate_limit
+    raise ConfigurationError(
+        f"rate_limit must be 'auto', None or a RateLimitGovernor, got {rate_limit!r}"
+    )
+
+
 def _from_env(name: str) -> str | None:
     """An environment default: the variable's value, or ``None`` when unset or blank."""
     value = os.environ.get(name, "").strip()
@@ -153,14 +168,7 @@ class Instasent:
             raise ConfigurationError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if project is not None and (not isinstance(project, str) or not project.strip()):
             raise ConfigurationError("project must be a non-empty string (the project UID)")
-        if rate_limit == "auto":
-            governor: RateLimitGovernor | None = RateLimitGovernor(max_wait=max_wait)
-        elif rate_limit is None or isinstance(rate_limit, RateLimitGovernor):
-            governor = rate_limit
-        else:
-            raise ConfigurationError(
-                f"rate_limit must be 'auto', None or a RateLimitGovernor, got {rate_limit!r}"
-            )
+        governor = _governor_of(rate_limit, max_wait)
         _tracing.refresh()  # spans when an OpenTelemetry tracer provider is configured
         if governor is not None and on_event is not None:
             governor.add_listener(on_event)
