@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import Instasent, RateLimitGovernor, bulk
+from .._core.bucket import Bucket
 from ..errors import InstasentError
 from ..testing import FakeInstasent
 from ._demo_data import (
@@ -144,7 +145,7 @@ def _print_where(client: Instasent, ds: Any, scroll: Any) -> None:
     say(f"  ingestion       {_where(type(ds.contacts).ingest)}, engine {_where(bulk)}")
     say(f"  segment scroll  {_where(type(client.segments).scroll)}, {_where(type(scroll))}")
     say(f"  direct SMS      {_where(type(client.sms).send_direct)}")
-    say(f"  pacing          {_where(RateLimitGovernor)}")
+    say(f"  pacing          {_where(RateLimitGovernor)}, rules {_where(Bucket)}")
 
 
 async def _ingest(
