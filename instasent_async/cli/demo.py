@@ -171,6 +171,55 @@ async def _ingest(
         display.close()
 
 
+async def _scroll_and_text(client: Instasent, interrupts: Interrupts) -> Any:
+    """Scroll the "Pro plan" segment, text its first member with a phone; return the scroll."""
+    segment = await interrupts.run(client.segments.get(SEGMENT_UID))
+    scroll = client.segments.scroll(SEGMENT_UID, page_size=100)
+    members = 0
+    first: Any = None
+
+    async def drain() -> None:
+        nonlocal members, first
+        async for contact in scroll:
+            members += 1
+            if first is None and contact.phone_mobile:
+                first = contact
+
+    await interrupts.run(drain())
+    say(
+        f'segment {SEGMENT_UID} "{segment.name}" (plan is pro): {members} '
+        f"contacts scrolled in {scroll.pages_fetched} pages"
+    )
+    if first is not None:
+        name = first.first_name or first.user_id
+        sms = await interrupts.run(
+            client.sms.send_direct(
+                first.phone_mobile,
+                f"Hi {name}, thanks for being a Pro customer!",
+                utm_term="demo-pro",
+            )
+        )
+        if sms is not None:
+            say(f"direct SMS {sms.id} to {sms.to or first.phone_mobile} ({name}): {sms.status}")
+        else:
+            say(f"direct SMS sent to {first.phone_mobile} ({name})")
+    return scroll
+
+
+def _print_totals(reports: tuple[Any, ...], throttled: int, fake: FakeInstasent) -> None:
+    """What the ingestion cost in requests, and what the fake server holds at the end."""
+    paced = sum(r.rate_limit_waits for r in reports)
+    say(
+        f"requests: {sum(r.requests for r in reports)} ingest requests, {paced} paced "
+        f"by the SDK, {throttled} answered 429 (too many requests)"
+    )
+    say(
+        f"the fake server stored {len(fake.contacts())} contacts, "
+        f"{len(fake.events())} events, {len(fake.sent_sms())} SMS"
+    )
+    say()
+
+
 async def run_demo(
     *,
     contacts: int = 20_000,
@@ -230,39 +279,7 @@ async def run_demo(
                     print_report("events", events_report, shown=0)
                     _print_planted(events_report, planted_events)
 
-                    segment = await interrupts.run(client.segments.get(SEGMENT_UID))
-                    scroll = client.segments.scroll(SEGMENT_UID, page_size=100)
-                    members = 0
-                    first: Any = None
-
-                    async def drain() -> None:
-                        nonlocal members, first
-                        async for contact in scroll:
-                            members += 1
-                            if first is None and contact.phone_mobile:
-                                first = contact
-
-                    await interrupts.run(drain())
-                    say(
-                        f'segment {SEGMENT_UID} "{segment.name}" (plan is pro): {members} '
-                        f"contacts scrolled in {scroll.pages_fetched} pages"
-                    )
-                    if first is not None:
-                        name = first.first_name or first.user_id
-                        sms = await interrupts.run(
-                            client.sms.send_direct(
-                                first.phone_mobile,
-                                f"Hi {name}, thanks for being a Pro customer!",
-                                utm_term="demo-pro",
-                            )
-                        )
-                        if sms is not None:
-                            say(
-                                f"direct SMS {sms.id} to {sms.to or first.phone_mobile} "
-                                f"({name}): {sms.status}"
-                            )
-                        else:
-                            say(f"direct SMS sent to {first.phone_mobile} ({name})")
+                    scroll = await _scroll_and_text(client, interrupts)
             except asyncio.CancelledError:
                 say("interrupted")
                 return EXIT_INTERRUPTED
@@ -270,17 +287,7 @@ async def run_demo(
                 message, code = describe_error(exc, fake.base_url)
                 say(f"error: {message}")
                 return code if code != EXIT_OK else EXIT_API
-            reports = (contacts_report, events_report)
-            paced = sum(r.rate_limit_waits for r in reports)
-            say(
-                f"requests: {sum(r.requests for r in reports)} ingest requests, {paced} paced "
-                f"by the SDK, {throttled} answered 429 (too many requests)"
-            )
-            say(
-                f"the fake server stored {len(fake.contacts())} contacts, "
-                f"{len(fake.events())} events, {len(fake.sent_sms())} SMS"
-            )
-            say()
+            _print_totals((contacts_report, events_report), throttled, fake)
             _print_where(client, writer, scroll)
     say(f"done in {time.perf_counter() - started:.1f}s")
     surprises = (
